@@ -1,0 +1,40 @@
+/* PostgreSQL access: a fixed pool of libpq connections and a per-request
+ * handle. Parameterised SQL only. */
+#ifndef MB_DB_H
+#define MB_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "mb_err.h"
+
+int mb_pool_init(const char *database_url, int size);
+void mb_pool_close(void);
+/* Pool figures for /metrics. */
+void mb_pool_stats(int *size, int *in_use, unsigned long long *waits,
+                   unsigned long long *errors);
+
+/* A request's hold on one pooled connection, taken on first use. */
+typedef struct {
+    PGconn *conn;
+    bool in_tx;
+    char sqlstate[6];
+    char constraint[64];
+} mb_db;
+
+/* Runs one statement. On success *out holds the result (PQclear it; out may
+ * be NULL). Failures: MB_E_UNAVAILABLE when the database cannot be reached,
+ * MB_E_CONFLICT for a unique or exclusion violation and MB_E_VALIDATION for a
+ * check or foreign-key violation (db->constraint names it), MB_E_INTERNAL
+ * otherwise. */
+mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params);
+mb_err mb_db_begin(mb_db *db);
+mb_err mb_db_commit(mb_db *db);
+void mb_db_rollback(mb_db *db);
+/* Gives the connection back to the pool (rolling back an open transaction). */
+void mb_db_release(mb_db *db);
+
+/* Probe for /readyz. */
+bool mb_db_ping(void);
+
+#endif

@@ -1,0 +1,110 @@
+/* The HTTP side: the request context handed to every route handler, the
+ * routing table, and the answer helpers (JSON and problem+json). */
+#ifndef MB_HTTP_H
+#define MB_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <ulfius.h>
+
+#include "mb_auth.h"
+#include "mb_config.h"
+#include "mb_db.h"
+#include "mb_domain.h"
+#include "mb_err.h"
+
+#define MB_MAX_PARAMS 4
+
+typedef struct mb_ctx {
+    const struct _u_request *req;
+    struct _u_response *resp;
+    const mb_config *cfg;
+    mb_principal who;
+    const char *request_id;
+    mb_db db;
+    /* path parameters in route order, e.g. {partnerId, benefitId} */
+    const char *param[MB_MAX_PARAMS];
+    char param_buf[MB_MAX_PARAMS][40];
+    int nparam;
+    const char *route; /* route template, for logs and metrics */
+} mb_ctx;
+
+typedef void (*mb_handler)(mb_ctx *c);
+
+enum {
+    MB_R_PUBLIC = 1u << 0, /* no token needed */
+    MB_R_TX = 1u << 1,     /* runs in one transaction, committed only on 2xx,
+                              and goes through Idempotency-Key handling */
+    MB_R_BODY = 1u << 2,   /* takes a JSON body */
+};
+
+typedef struct {
+    const char *method;
+    const char *pattern; /* segments; ":name" is a parameter */
+    mb_handler handler;
+    unsigned flags;
+} mb_route;
+
+/* Starts the server; blocks until SIGINT/SIGTERM, drains, stops. */
+int mb_serve(const mb_config *cfg);
+
+/* Answers. */
+void mb_reply_json(mb_ctx *c, int status, const char *json, size_t len);
+void mb_reply_jansson(mb_ctx *c, int status, json_t *doc); /* takes ownership */
+void mb_reply_empty(mb_ctx *c, int status);
+void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Problem with extra members merged in (takes ownership of extra). */
+void mb_reply_problem_x(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void mb_reply_verr(mb_ctx *c, const mb_verr *e);
+/* Answers a store/domain error with a generic detail. */
+void mb_reply_err(mb_ctx *c, mb_err e);
+void mb_set_header(mb_ctx *c, const char *name, const char *value);
+
+/* Request helpers. */
+const char *mb_query(mb_ctx *c, const char *name);
+const char *mb_header(mb_ctx *c, const char *name);
+/* Parses the JSON object body; on failure answers and returns NULL. An empty
+ * body gives an empty object when empty_ok. */
+json_t *mb_body(mb_ctx *c, bool empty_ok);
+
+/* Authorization: answers 403 and returns false when the caller lacks it. */
+bool mb_require(mb_ctx *c, mb_action a);
+/* Tenant gate for /v1/partners/{partnerId}/...: the id must be the caller's
+ * partner (or the caller an operator) and exist, else 404; with
+ * need_partner_center a PMC member gets 409 (R1) with pmc_detail. Answers and
+ * returns false on failure. */
+bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
+                     const char *pmc_detail);
+
+/* Audit event in the request's transaction. details_json may be NULL. */
+mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
+                const char *target_id, const char *details_json);
+
+/* Runs a query whose first column of each row is a JSON document and whose
+ * second column is the cursor key; answers {"items":[...],"next_cursor":...}.
+ * The query must return up to limit+1 rows. */
+void mb_reply_page(mb_ctx *c, PGresult *res, int limit);
+
+/* The actor string for audit and created_by columns. */
+const char *mb_actor(mb_ctx *c);
+
+/* Routes of each resource file. */
+extern const mb_route mb_routes_core[];
+extern const mb_route mb_routes_accounts[];
+extern const mb_route mb_routes_purchases[];
+extern const mb_route mb_routes_keys[];
+extern const mb_route mb_routes_seats[];
+extern const mb_route mb_routes_activation[];
+extern const mb_route mb_routes_marketing[];
+extern const mb_route mb_routes_refund[];
+
+/* Paging query parameters (limit, cursor): answers 422 and returns false when
+ * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */
+bool mb_page_args(mb_ctx *c, int *limit, char *after, size_t afterlen, bool numeric);
+
+/* Used by handlers that serve the contract and metrics. */
+void mb_metrics_render(mb_ctx *c);
+
+#endif

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# The whole test run, as CI does it (`.ci/run`): install what is missing, lint the contract,
+# build with ASan+UBSan, unit tests (ctest), a throwaway PostgreSQL, migrate + seed (twice each:
+# idempotent), the service behind a validating Prism proxy, the API tests (pytest), then:
+# the service must exit 0 on SIGTERM, its log must hold no sanitizer report, and Prism's log no
+# response violation.
+#
+#   scripts/test.sh [PYTEST_ARG...]    e.g. scripts/test.sh -k refund -x
+#   env: KEEP_TMP=1 keeps the temp dirs; logs of the last run stay in build-asan/test-logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+START=$SECONDS
+LOGDIR=$MB_ROOT/build-asan/test-logs
+SVC_PID="" PRISM_PID="" PG_TMP=""
+CHECKS_OK=0 CHECKS_FAILED=0 FAILED_WHAT=""
+
+pass() {
+	CHECKS_OK=$((CHECKS_OK + 1))
+	log "ok: $*"
+}
+fail() {
+	CHECKS_FAILED=$((CHECKS_FAILED + 1))
+	FAILED_WHAT="$FAILED_WHAT; $*"
+	printf '%sFAILED: %s%s\n' "$MB_R" "$*" "$MB_N" >&2
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[ -n "$PRISM_PID" ] && { stop_pid "$PRISM_PID" 5 || true; }
+	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 10 || true; }
+	if [ -n "${KEEP_TMP:-}" ]; then
+		[ -n "${PG_TMP:-}" ] && { pg_stop "$PG_DATA" || true; }
+		log "kept $PG_TMP"
+	else
+		pg_temp_stop || true
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. tools -------------------------------------------------------------------------------
+ensure_packages build db test contract
+rm -rf "$LOGDIR"
+mkdir -p "$LOGDIR"
+
+log "npm ci (tests/contract)"
+NM=tests/contract/node_modules
+stamp=$(cat tests/contract/package.json tests/contract/package-lock.json | sha256sum | cut -d' ' -f1)-$(node --version)
+if [ "$(cat "$NM/.mb-stamp" 2>/dev/null)" != "$stamp" ]; then
+	# --ignore-scripts: the only install script in the tree is a telemetry ping (@scarf/scarf).
+	(cd tests/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+		die "npm ci failed in tests/contract"
+	echo "$stamp" >"$NM/.mb-stamp"
+fi
+PRISM=$MB_ROOT/$NM/.bin/prism
+SPECTRAL=$MB_ROOT/$NM/.bin/spectral
+if [ ! -x "$PRISM" ] || [ ! -x "$SPECTRAL" ]; then die "prism/spectral missing after npm ci"; fi
+[ -f api/openapi.yaml ] || die "api/openapi.yaml missing"
+
+# --- 2. contract lint -----------------------------------------------------------------------
+if [ -f tests/contract/lint.sh ]; then
+	log "spectral lint"
+	if SPECTRAL=$SPECTRAL bash tests/contract/lint.sh; then pass "spectral lint"; else fail "spectral lint"; fi
+else
+	log "tests/contract/lint.sh not there yet: skipping the spectral lint"
+fi
+
+# --- 3. build + unit tests ------------------------------------------------------------------
+build build-asan -DSANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+BIN=$MB_ROOT/build-asan/mpn-benefits
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$MB_ROOT/tests/lsan.supp:print_suppressions=0
+
+log "ctest"
+if ctest --test-dir build-asan --output-on-failure 2>&1 | tee "$LOGDIR/ctest.log"; then
+	pass "ctest"
+else
+	fail "ctest"
+fi
+CTEST_PASSED=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2 \1/p' "$LOGDIR/ctest.log" | awk '{print $1-$2}' | tail -n1)
+CTEST_FAILED=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of.*/\1/p' "$LOGDIR/ctest.log" | tail -n1)
+
+# --- 4. database ----------------------------------------------------------------------------
+pg_temp_start
+export DATABASE_URL
+export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
+export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
+export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
+export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
+export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
+
+# The subcommands run under the sanitizers too: a leak or UB there fails the step.
+for step in migrate migrate seed-demo seed-demo; do
+	log "mpn-benefits $step"
+	"$BIN" "$step" >>"$LOGDIR/setup.log" 2>&1 || {
+		tail -n 40 "$LOGDIR/setup.log" >&2
+		die "mpn-benefits $step failed (log: $LOGDIR/setup.log)"
+	}
+done
+pass "migrate x2 + seed-demo x2"
+
+# --- 5. service + Prism ---------------------------------------------------------------------
+SVC_PORT=$(free_port)
+SVC_LOG=$LOGDIR/service.log
+log "service on 127.0.0.1:$SVC_PORT"
+PORT=$SVC_PORT "$BIN" serve >"$SVC_LOG" 2>&1 &
+SVC_PID=$!
+wait_http "http://127.0.0.1:$SVC_PORT/healthz" 30 "$SVC_PID" || {
+	tail -n 40 "$SVC_LOG" >&2
+	die "the service did not come up"
+}
+
+PRISM_PORT=$(free_port)
+PRISM_LOG=$LOGDIR/prism.log
+log "Prism proxy on 127.0.0.1:$PRISM_PORT"
+# No --errors: Prism forwards everything and only logs violations (checked below).
+# --cors=false: otherwise Prism answers CORS preflights itself and adds its own
+# Access-Control-* headers, hiding the service's CORS behaviour.
+"$PRISM" proxy api/openapi.yaml "http://127.0.0.1:$SVC_PORT" --port "$PRISM_PORT" --host 127.0.0.1 \
+	--cors=false >"$PRISM_LOG" 2>&1 &
+PRISM_PID=$!
+wait_http "http://127.0.0.1:$PRISM_PORT/healthz" 60 "$PRISM_PID" || {
+	tail -n 40 "$PRISM_LOG" >&2
+	die "Prism did not come up"
+}
+
+# --- 6. API tests ---------------------------------------------------------------------------
+log "pytest tests/api"
+export MB_BASE=http://127.0.0.1:$PRISM_PORT
+export MB_DIRECT=http://127.0.0.1:$SVC_PORT
+export MB_BIN=$BIN MB_SERVICE_LOG=$SVC_LOG MB_LOG_DIR=$LOGDIR MB_PRISM_LOG=$PRISM_LOG
+export MB_PGDATA=$PG_DATA MB_PGCTL=$PG_BIN/pg_ctl MB_PGPORT=$PG_PORT MB_PGSOCK=$PG_SOCK
+MB_PG_OSUSER=$(pg_os_user)
+export MB_PGOPTS=$PG_OPTS MB_PGLOG=$PG_LOG MB_PG_USER=postgres MB_PG_OSUSER
+export PYTHONDONTWRITEBYTECODE=1
+PYTEST_RC=0
+"$PY" -m pytest -q -p no:cacheprovider --junitxml="$LOGDIR/pytest.xml" tests/api "$@" || PYTEST_RC=$?
+case $PYTEST_RC in
+0) pass "pytest" ;;
+5) fail "pytest collected no test" ;;
+*) fail "pytest (exit $PYTEST_RC)" ;;
+esac
+read -r PY_PASSED PY_FAILED PY_SKIPPED < <("$PY" - "$LOGDIR/pytest.xml" <<'EOF'
+import sys, xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except Exception:
+    print(0, 0, 0); sys.exit()
+t = f = s = 0
+for ts in ([root] if root.tag == "testsuite" else root.iter("testsuite")):
+    t += int(ts.get("tests", 0)); s += int(ts.get("skipped", 0))
+    f += int(ts.get("failures", 0)) + int(ts.get("errors", 0))
+print(t - f - s, f, s)
+EOF
+)
+
+# --- 7. shutdown + logs ---------------------------------------------------------------------
+stop_pid "$PRISM_PID" 5 || true
+PRISM_PID=""
+
+log "SIGTERM to the service"
+SVC_RC=0
+stop_pid "$SVC_PID" 30 || SVC_RC=$?
+SVC_PID=""
+if [ "$SVC_RC" = 0 ]; then pass "service exited 0 on SIGTERM"; else fail "service exited $SVC_RC on SIGTERM"; fi
+
+# Sanitizer reports in the service's log and in the logs of servers that tests spawned.
+SAN_RE='ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer'
+san_hits=$(grep -E -n "$SAN_RE" "$LOGDIR"/service*.log "$LOGDIR/setup.log" 2>/dev/null || true)
+if [ -z "$san_hits" ]; then
+	pass "no sanitizer report"
+else
+	fail "sanitizer reports"
+	echo "$san_hits" >&2
+	grep -E -l "$SAN_RE" "$LOGDIR"/service*.log "$LOGDIR/setup.log" 2>/dev/null | while IFS= read -r f; do
+		echo "--- first report in $f:" >&2
+		grep -E -m1 -A40 "$SAN_RE" "$f" >&2 || true
+	done
+fi
+
+# Contract: every response that went through Prism must match api/openapi.yaml.
+if "$PY" tests/contract/prism-check.py "$PRISM_LOG"; then
+	pass "no contract violation in responses"
+else
+	fail "contract violations (Prism)"
+fi
+
+# --- 8. summary -----------------------------------------------------------------------------
+TOTAL_PASSED=$((${CTEST_PASSED:-0} + PY_PASSED))
+TOTAL_FAILED=$((${CTEST_FAILED:-0} + PY_FAILED))
+echo
+echo "mpn-benefits test run: ctest ${CTEST_PASSED:-0} passed / ${CTEST_FAILED:-0} failed;" \
+	"pytest $PY_PASSED passed / $PY_FAILED failed / $PY_SKIPPED skipped;" \
+	"checks $CHECKS_OK ok / $CHECKS_FAILED failed; $((SECONDS - START))s; logs in $LOGDIR"
+if [ "$CHECKS_FAILED" -gt 0 ]; then
+	echo "FAILED:${FAILED_WHAT#;}"
+	echo "summary: $TOTAL_PASSED passed, $((TOTAL_FAILED > 0 ? TOTAL_FAILED : CHECKS_FAILED)) failed, $PY_SKIPPED skipped"
+	exit 1
+fi
+echo "summary: $TOTAL_PASSED passed, 0 failed, $PY_SKIPPED skipped"

@@ -1,0 +1,106 @@
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mb_db.h"
+#include "mb_metrics.h"
+
+#define SLOTS 97 /* routes + one for unmatched */
+#define STATUSES 600
+
+static atomic_ullong counts[SLOTS][STATUSES];
+static const double bounds_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+#define NB (sizeof(bounds_ms) / sizeof(bounds_ms[0]))
+static atomic_ullong buckets[NB + 1];
+static atomic_ullong sum_us;
+
+void mb_metrics_observe(int route_idx, int status, double ms)
+{
+    int slot = (route_idx >= 0 && route_idx < SLOTS - 1) ? route_idx : SLOTS - 1;
+    if (status < 100 || status >= STATUSES)
+        status = 500;
+    atomic_fetch_add_explicit(&counts[slot][status], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < NB && ms > bounds_ms[b])
+        b++;
+    atomic_fetch_add_explicit(&buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sum_us, (unsigned long long)(ms * 1000.0), memory_order_relaxed);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sbuf;
+
+static void put(sbuf *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(sbuf *s, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(s->buf ? s->buf + s->len : NULL, s->buf ? s->cap - s->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (s->buf && s->len + (size_t)n < s->cap) {
+            s->len += (size_t)n;
+            return;
+        }
+        size_t ncap = (s->cap ? s->cap * 2 : 4096) + (size_t)n;
+        char *nb = realloc(s->buf, ncap);
+        if (nb == NULL)
+            return;
+        s->buf = nb;
+        s->cap = ncap;
+    }
+}
+
+char *mb_metrics_text(size_t *len)
+{
+    sbuf s = {0};
+    put(&s, "# HELP mpn_http_requests_total HTTP requests by route template and status.\n"
+            "# TYPE mpn_http_requests_total counter\n");
+    for (int r = 0; r < SLOTS; r++) {
+        const mb_route *rt = r < SLOTS - 1 ? mb_route_at(r) : NULL;
+        if (r < SLOTS - 1 && rt == NULL)
+            continue;
+        for (int st = 100; st < STATUSES; st++) {
+            unsigned long long n = atomic_load_explicit(&counts[r][st], memory_order_relaxed);
+            if (n == 0)
+                continue;
+            put(&s, "mpn_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %llu\n",
+                rt ? rt->method : "", rt ? rt->pattern : "unmatched", st, n);
+        }
+    }
+    put(&s, "# HELP mpn_http_request_duration_seconds Request latency.\n"
+            "# TYPE mpn_http_request_duration_seconds histogram\n");
+    unsigned long long cum = 0;
+    for (size_t b = 0; b <= NB; b++) {
+        cum += atomic_load_explicit(&buckets[b], memory_order_relaxed);
+        if (b < NB)
+            put(&s, "mpn_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                bounds_ms[b] / 1000.0, cum);
+        else
+            put(&s, "mpn_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    }
+    put(&s, "mpn_http_request_duration_seconds_sum %.6f\n",
+        (double)atomic_load(&sum_us) / 1e6);
+    put(&s, "mpn_http_request_duration_seconds_count %llu\n", cum);
+    int size, in_use;
+    unsigned long long waits, errors;
+    mb_pool_stats(&size, &in_use, &waits, &errors);
+    put(&s,
+        "# HELP mpn_db_pool_size Database connections in the pool.\n"
+        "# TYPE mpn_db_pool_size gauge\nmpn_db_pool_size %d\n"
+        "# HELP mpn_db_pool_in_use Database connections in use.\n"
+        "# TYPE mpn_db_pool_in_use gauge\nmpn_db_pool_in_use %d\n"
+        "# HELP mpn_db_pool_waits_total Times a request waited for a connection.\n"
+        "# TYPE mpn_db_pool_waits_total counter\nmpn_db_pool_waits_total %llu\n"
+        "# HELP mpn_db_errors_total Database errors (connection and server).\n"
+        "# TYPE mpn_db_errors_total counter\nmpn_db_errors_total %llu\n",
+        size, in_use, waits, errors);
+    *len = s.len;
+    return s.buf;
+}

@@ -1,0 +1,239 @@
+/* Answers and request helpers shared by every route handler. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mb_http.h"
+
+void mb_set_header(mb_ctx *c, const char *name, const char *value)
+{
+    u_map_put(c->resp->map_header, name, value);
+}
+
+void mb_reply_json(mb_ctx *c, int status, const char *json, size_t len)
+{
+    ulfius_set_binary_body_response(c->resp, (unsigned)status, json, len);
+    mb_set_header(c, "Content-Type", "application/json");
+}
+
+void mb_reply_jansson(mb_ctx *c, int status, json_t *doc)
+{
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (s == NULL) {
+        mb_reply_problem(c, MB_E_INTERNAL, "Could not build the answer.");
+        return;
+    }
+    mb_reply_json(c, status, s, strlen(s));
+    free(s);
+}
+
+void mb_reply_empty(mb_ctx *c, int status)
+{
+    /* Ulfius refuses a zero-length body, so set the answer by hand. */
+    free(c->resp->binary_body);
+    c->resp->binary_body = NULL;
+    c->resp->binary_body_length = 0;
+    c->resp->status = status;
+}
+
+static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list ap)
+{
+    char detail[512];
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    int status = mb_err_status(e);
+    char type[128];
+    snprintf(type, sizeof(type), "https://mpn-benefits.example/problems/%s", mb_err_code(e));
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", mb_err_title(e),
+                            "status", status, "detail", detail, "code", mb_err_code(e));
+    if (doc != NULL && c->request_id != NULL)
+        json_object_set_new(doc, "request_id", json_string(c->request_id));
+    if (doc != NULL && extra != NULL)
+        json_object_update(doc, extra);
+    json_decref(extra);
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (s == NULL) {
+        static const char fallback[] =
+            "{\"type\":\"about:blank\",\"title\":\"Internal error\",\"status\":500,"
+            "\"detail\":\"out of memory\",\"code\":\"internal\"}";
+        ulfius_set_binary_body_response(c->resp, 500, fallback, sizeof(fallback) - 1);
+    } else {
+        ulfius_set_binary_body_response(c->resp, (unsigned)status, s, strlen(s));
+        free(s);
+    }
+    mb_set_header(c, "Content-Type", "application/problem+json");
+}
+
+void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem(c, e, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void mb_reply_problem_x(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem(c, e, extra, fmt, ap);
+    va_end(ap);
+}
+
+void mb_reply_verr(mb_ctx *c, const mb_verr *e)
+{
+    json_t *errors = json_pack("{s:[{s:s, s:s}]}", "errors", "field", e->field, "message",
+                               e->message);
+    mb_reply_problem_x(c, MB_E_VALIDATION, errors, "Field '%s' %s.", e->field, e->message);
+}
+
+void mb_reply_err(mb_ctx *c, mb_err e)
+{
+    switch (e) {
+    case MB_E_NOT_FOUND:
+        mb_reply_problem(c, e, "No such resource.");
+        break;
+    case MB_E_UNAVAILABLE:
+        mb_reply_problem(c, e, "The database is unavailable; retry shortly.");
+        mb_set_header(c, "Retry-After", "2");
+        break;
+    case MB_E_INTERNAL:
+        mb_reply_problem(c, e, "An internal error occurred; it has been logged with the request id.");
+        break;
+    default:
+        mb_reply_problem(c, e, "%s.", mb_err_title(e));
+        break;
+    }
+}
+
+const char *mb_query(mb_ctx *c, const char *name)
+{
+    return u_map_get(c->req->map_url, name);
+}
+
+const char *mb_header(mb_ctx *c, const char *name)
+{
+    return u_map_get_case(c->req->map_header, name);
+}
+
+json_t *mb_body(mb_ctx *c, bool empty_ok)
+{
+    size_t len = c->req->binary_body_length;
+    if (len == 0 && empty_ok)
+        return json_object();
+    const char *ct = mb_header(c, "Content-Type");
+    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
+        (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
+        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE,
+                         "Send the body as application/json.");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        mb_reply_problem(c, MB_E_MALFORMED_JSON, "The body is not valid JSON (line %d, column %d).",
+                         jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        mb_reply_problem(c, MB_E_VALIDATION, "The body must be a JSON object.");
+        return NULL;
+    }
+    return doc;
+}
+
+bool mb_require(mb_ctx *c, mb_action a)
+{
+    if (mb_roles_allow(c->who.roles, a))
+        return true;
+    mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(a));
+    return false;
+}
+
+bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
+                     const char *pmc_detail)
+{
+    if (!mb_is_uuid(partner_id) ||
+        (!(c->who.roles & MB_ROLE_OPERATOR) && strcasecmp(c->who.tid, partner_id) != 0)) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+        return false;
+    }
+    PGresult *r = NULL;
+    const char *p[] = {partner_id};
+    mb_err e = mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1,
+                          p);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    bool found = PQntuples(r) == 1;
+    bool pmc = found && strcmp(PQgetvalue(r, 0, 0), "pmc") == 0;
+    PQclear(r);
+    if (!found) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+        return false;
+    }
+    if (need_partner_center && pmc) {
+        mb_reply_problem(c, MB_E_MEMBERSHIP_IN_PMC, "%s",
+                         pmc_detail ? pmc_detail
+                                    : "This partner's membership is still in Partner Membership "
+                                      "Center (PMC): manage its benefits in PMC until you are "
+                                      "invited to move to Partner Center.");
+        return false;
+    }
+    return true;
+}
+
+const char *mb_actor(mb_ctx *c)
+{
+    return c->who.sub;
+}
+
+mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
+                const char *target_id, const char *details_json)
+{
+    const char *p[] = {partner_id,  mb_actor(c),           action, target_type,
+                       target_id,   c->request_id,         details_json ? details_json : "{}"};
+    return mb_db_exec(&c->db, NULL,
+                      "INSERT INTO audit_events (partner_id, actor, action, target_type, "
+                      "target_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                      7, p);
+}
+
+void mb_reply_page(mb_ctx *c, PGresult *res, int limit)
+{
+    int n = PQntuples(res);
+    int take = n > limit ? limit : n;
+    size_t cap = 64;
+    for (int i = 0; i < take; i++)
+        cap += (size_t)PQgetlength(res, i, 0) + 1;
+    char cursor[512] = "";
+    if (n > limit && take > 0)
+        mb_cursor_encode(PQgetvalue(res, take - 1, 1), cursor, sizeof(cursor));
+    cap += strlen(cursor) + 32;
+    char *buf = malloc(cap);
+    if (buf == NULL) {
+        mb_reply_err(c, MB_E_INTERNAL);
+        return;
+    }
+    size_t o = 0;
+    memcpy(buf + o, "{\"items\":[", 10);
+    o += 10;
+    for (int i = 0; i < take; i++) {
+        if (i > 0)
+            buf[o++] = ',';
+        size_t l = (size_t)PQgetlength(res, i, 0);
+        memcpy(buf + o, PQgetvalue(res, i, 0), l);
+        o += l;
+    }
+    if (cursor[0] != '\0')
+        o += (size_t)snprintf(buf + o, cap - o, "],\"next_cursor\":\"%s\"}", cursor);
+    else
+        o += (size_t)snprintf(buf + o, cap - o, "],\"next_cursor\":null}");
+    mb_reply_json(c, 200, buf, o);
+    free(buf);
+}

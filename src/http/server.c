@@ -1,0 +1,461 @@
+/* The server: one routing table, one dispatcher. Every request goes through
+ * the same steps: request id, CORS, body limit, route match (404/405), token,
+ * then the handler, inside one transaction with Idempotency-Key handling
+ * when the route changes state. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+#include <yder.h>
+
+#include "mb_http.h"
+#include "mb_metrics.h"
+
+#define MAX_ROUTES 96
+#define MAX_SEGMENTS 10
+
+static const mb_route *routes[MAX_ROUTES];
+static int nroutes;
+static const mb_config *g_cfg;
+static atomic_int in_flight;
+
+static const mb_route *const *route_tables[] = {
+    (const mb_route *const[]){mb_routes_core, mb_routes_accounts, mb_routes_purchases,
+                              mb_routes_keys, mb_routes_seats, mb_routes_activation,
+                              mb_routes_marketing, mb_routes_refund, NULL}};
+
+static void collect_routes(void)
+{
+    const mb_route *const *tables = route_tables[0];
+    for (int t = 0; tables[t] != NULL; t++)
+        for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++)
+            routes[nroutes++] = r;
+}
+
+int mb_route_count(void)
+{
+    return nroutes;
+}
+
+const mb_route *mb_route_at(int i)
+{
+    return (i >= 0 && i < nroutes) ? routes[i] : NULL;
+}
+
+/* Matches path against pattern; fills parameters. */
+static bool match(const char *pattern, const char *path, mb_ctx *c)
+{
+    int np = 0;
+    const char *p = pattern, *u = path;
+    while (*p == '/' && *u == '/') {
+        p++;
+        u++;
+        const char *pe = strchr(p, '/');
+        const char *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p);
+        size_t ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (ul == 0)
+            return false;
+        if (*p == ':') {
+            if (np >= MB_MAX_PARAMS || ul >= sizeof(c->param_buf[0]))
+                return false;
+            memcpy(c->param_buf[np], u, ul);
+            c->param_buf[np][ul] = '\0';
+            c->param[np] = c->param_buf[np];
+            np++;
+        } else if (pl != ul || memcmp(p, u, ul) != 0) {
+            return false;
+        }
+        p += pl;
+        u += ul;
+    }
+    if (*p != '\0' || *u != '\0')
+        return false;
+    c->nparam = np;
+    return true;
+}
+
+static void new_request_id(const struct _u_request *req, char out[64])
+{
+    const char *given = u_map_get_case(req->map_header, "X-Request-Id");
+    if (given != NULL) {
+        size_t n = strlen(given);
+        bool ok = n >= 1 && n <= 63;
+        for (size_t i = 0; ok && i < n; i++) {
+            char ch = given[i];
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
+        }
+        if (ok) {
+            memcpy(out, given, n + 1);
+            return;
+        }
+    }
+    unsigned char b[16];
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
+        memset(b, 0, sizeof(b));
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 64,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+static bool origin_allowed(const char *origin)
+{
+    const char *list = g_cfg->cors_origins;
+    if (origin == NULL || list == NULL || *list == '\0')
+        return false;
+    size_t ol = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        size_t l = (size_t)(t - p);
+        if ((l == 1 && *p == '*') || (l == ol && strncmp(p, origin, l) == 0))
+            return true;
+        p = e;
+    }
+    return false;
+}
+
+static void cors(mb_ctx *c)
+{
+    const char *origin = mb_header(c, "Origin");
+    if (!origin_allowed(origin))
+        return;
+    mb_set_header(c, "Access-Control-Allow-Origin", origin);
+    mb_set_header(c, "Vary", "Origin");
+    mb_set_header(c, "Access-Control-Expose-Headers",
+                  "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed");
+}
+
+static void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char hx[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hx[in[i] >> 4];
+        out[2 * i + 1] = hx[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static bool idempotency_key_ok(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > 200)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/* Runs a state-changing handler in one transaction. With an Idempotency-Key,
+ * the key is claimed first in the same transaction: a concurrent request with
+ * the same key waits on the claim and then replays the committed answer. */
+static void run_tx(mb_ctx *c, const mb_route *r)
+{
+    const char *key = mb_header(c, "Idempotency-Key");
+    char scope[140];
+    char *hex = NULL;
+    if (key != NULL && !idempotency_key_ok(key)) {
+        mb_reply_problem(c, MB_E_VALIDATION,
+                         "Header 'Idempotency-Key' must be 1 to 200 printable ASCII characters.");
+        return;
+    }
+    mb_err e = mb_db_begin(&c->db);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    if (key != NULL) {
+        if (c->who.tid[0] != '\0')
+            snprintf(scope, sizeof(scope), "%s", c->who.tid);
+        else
+            snprintf(scope, sizeof(scope), "op:%s", c->who.sub);
+        /* The hash covers the method, the path and the body. */
+        size_t plen = strlen(c->req->http_verb) + 1 + strlen(c->req->url_path) + 1;
+        size_t blen = c->req->binary_body_length;
+        hex = malloc(2 * (plen + blen) + 1);
+        unsigned char *raw = malloc(plen + blen + 1);
+        if (hex == NULL || raw == NULL) {
+            free(raw);
+            free(hex);
+            mb_db_rollback(&c->db);
+            mb_reply_err(c, MB_E_INTERNAL);
+            return;
+        }
+        snprintf((char *)raw, plen + 1, "%s %s\n", c->req->http_verb, c->req->url_path);
+        if (blen > 0)
+            memcpy(raw + plen, c->req->binary_body, blen);
+        hex_encode(raw, plen + blen, hex);
+        free(raw);
+        const char *p[] = {scope, key, hex};
+        PGresult *res = NULL;
+        e = mb_db_exec(&c->db, NULL,
+                       "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 "
+                       "AND created_at < now() - interval '24 hours'",
+                       2, p);
+        if (e == MB_OK)
+            e = mb_db_exec(&c->db, &res,
+                           "INSERT INTO idempotency_keys (scope, key, request_hash, status, body) "
+                           "VALUES ($1, $2, sha256(decode($3, 'hex')), 0, '') "
+                           "ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
+                           3, p);
+        if (e != MB_OK) {
+            free(hex);
+            mb_db_rollback(&c->db);
+            mb_reply_err(c, e);
+            return;
+        }
+        bool claimed = PQntuples(res) == 1;
+        PQclear(res);
+        if (!claimed) {
+            e = mb_db_exec(&c->db, &res,
+                           "SELECT request_hash = sha256(decode($3, 'hex')), status, body, "
+                           "location FROM idempotency_keys WHERE scope = $1 AND key = $2",
+                           3, p);
+            free(hex);
+            mb_db_rollback(&c->db);
+            if (e != MB_OK || PQntuples(res) != 1) {
+                PQclear(res);
+                mb_reply_err(c, e != MB_OK ? e : MB_E_UNAVAILABLE);
+                return;
+            }
+            if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+                mb_reply_problem(c, MB_E_IDEMPOTENCY_KEY_REUSED,
+                                 "This Idempotency-Key was used with a different request; use a "
+                                 "new key for a new request.");
+            } else {
+                int status = atoi(PQgetvalue(res, 0, 1));
+                size_t bl = (size_t)PQgetlength(res, 0, 2);
+                if (bl > 0)
+                    mb_reply_json(c, status, PQgetvalue(res, 0, 2), bl);
+                else
+                    mb_reply_empty(c, status);
+                if (!PQgetisnull(res, 0, 3))
+                    mb_set_header(c, "Location", PQgetvalue(res, 0, 3));
+                mb_set_header(c, "Idempotent-Replayed", "true");
+            }
+            PQclear(res);
+            return;
+        }
+    }
+
+    r->handler(c);
+
+    long status = c->resp->status;
+    if (status >= 200 && status < 300) {
+        e = MB_OK;
+        if (key != NULL) {
+            char st[8];
+            snprintf(st, sizeof(st), "%ld", status);
+            char *body = malloc(c->resp->binary_body_length + 1);
+            if (body == NULL) {
+                e = MB_E_INTERNAL;
+            } else {
+                if (c->resp->binary_body_length > 0)
+                    memcpy(body, c->resp->binary_body, c->resp->binary_body_length);
+                body[c->resp->binary_body_length] = '\0';
+                const char *p[] = {scope, key, st, body,
+                                   u_map_get(c->resp->map_header, "Location")};
+                e = mb_db_exec(&c->db, NULL,
+                               "UPDATE idempotency_keys SET status = $3::int, body = $4, "
+                               "location = $5 WHERE scope = $1 AND key = $2",
+                               5, p);
+                free(body);
+            }
+        }
+        if (e == MB_OK)
+            e = mb_db_commit(&c->db);
+        if (e != MB_OK) {
+            mb_db_rollback(&c->db);
+            u_map_remove_from_key(c->resp->map_header, "Location");
+            mb_reply_err(c, e);
+        }
+    } else {
+        mb_db_rollback(&c->db);
+    }
+    free(hex);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int dispatch(const struct _u_request *req, struct _u_response *resp, void *unused)
+{
+    (void)unused;
+    double t0 = now_ms();
+    atomic_fetch_add(&in_flight, 1);
+    char rid[64];
+    new_request_id(req, rid);
+    mb_ctx c = {.req = req, .resp = resp, .cfg = g_cfg, .request_id = rid, .route = "unmatched"};
+    int route_idx = -1;
+    mb_set_header(&c, "X-Request-Id", rid);
+    cors(&c);
+
+    const char *path = req->url_path ? req->url_path : "/";
+    const char *method = req->http_verb ? req->http_verb : "";
+    const char *clen = mb_header(&c, "Content-Length");
+
+    if (strcmp(method, "OPTIONS") == 0 && mb_header(&c, "Origin") != NULL &&
+        mb_header(&c, "Access-Control-Request-Method") != NULL) {
+        /* CORS preflight */
+        if (origin_allowed(mb_header(&c, "Origin"))) {
+            mb_set_header(&c, "Access-Control-Allow-Methods",
+                          "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+            mb_set_header(&c, "Access-Control-Allow-Headers",
+                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id");
+            mb_set_header(&c, "Access-Control-Max-Age", "600");
+            mb_reply_empty(&c, 204);
+        } else {
+            mb_reply_problem(&c, MB_E_FORBIDDEN_ROLE, "Origin not allowed.");
+        }
+        goto done;
+    }
+    if ((clen != NULL && (strlen(clen) > 12 || strtoull(clen, NULL, 10) > g_cfg->max_body)) ||
+        req->binary_body_length > g_cfg->max_body) {
+        mb_set_header(&c, "Connection", "close");
+        mb_reply_problem(&c, MB_E_PAYLOAD_TOO_LARGE, "The body is larger than %zu bytes.",
+                         g_cfg->max_body);
+        goto done;
+    }
+
+    bool path_known = false;
+    for (int i = 0; i < nroutes; i++) {
+        if (!match(routes[i]->pattern, path, &c))
+            continue;
+        path_known = true;
+        if (strcmp(routes[i]->method, method) == 0) {
+            route_idx = i;
+            break;
+        }
+    }
+    if (route_idx < 0) {
+        if (path_known) {
+            char allow[96] = "";
+            size_t o = 0;
+            mb_ctx tmp = c;
+            for (int i = 0; i < nroutes; i++)
+                if (match(routes[i]->pattern, path, &tmp) && o + 10 < sizeof(allow))
+                    o += (size_t)snprintf(allow + o, sizeof(allow) - o, "%s%s", o ? ", " : "",
+                                          routes[i]->method);
+            mb_set_header(&c, "Allow", allow);
+            mb_reply_problem(&c, MB_E_METHOD_NOT_ALLOWED, "Use one of: %s.", allow);
+        } else {
+            mb_reply_problem(&c, MB_E_NOT_FOUND, "No such resource.");
+        }
+        goto done;
+    }
+    const mb_route *r = routes[route_idx];
+    c.route = r->pattern;
+    if (!(r->flags & MB_R_PUBLIC)) {
+        mb_err e = mb_auth_verify(g_cfg, mb_header(&c, "Authorization"), time(NULL), &c.who);
+        if (e != MB_OK) {
+            mb_set_header(&c, "WWW-Authenticate", "Bearer");
+            mb_reply_problem(&c, MB_E_UNAUTHENTICATED,
+                             "Send a valid bearer token in the Authorization header.");
+            goto done;
+        }
+    }
+    if (r->flags & MB_R_TX)
+        run_tx(&c, r);
+    else
+        r->handler(&c);
+
+done:
+    mb_db_release(&c.db);
+    double ms = now_ms() - t0;
+    mb_metrics_observe(route_idx, (int)resp->status, ms);
+    y_log_message(resp->status >= 500 ? Y_LOG_LEVEL_ERROR : Y_LOG_LEVEL_INFO,
+                  "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s", rid, method,
+                  c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
+    atomic_fetch_sub(&in_flight, 1);
+    return U_CALLBACK_COMPLETE;
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int mb_serve(const mb_config *cfg)
+{
+    g_cfg = cfg;
+    collect_routes();
+    raise_fd_limit();
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct _u_instance inst;
+    if (ulfius_init_instance(&inst, (unsigned)cfg->port, NULL, NULL) != U_OK) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot initialise the HTTP instance");
+        return 1;
+    }
+    /* Ulfius truncates silently past this; the dispatcher answers 413 for
+     * anything over max_body, so keep one byte more to tell them apart. */
+    inst.max_post_body_size = cfg->max_body + 1;
+    ulfius_set_default_endpoint(&inst, &dispatch, NULL);
+
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, 20000, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL},
+        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* epoll workers: no FD_SETSIZE ceiling; ITC lets us quiesce on shutdown. */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC;
+    if (ulfius_start_framework_with_mhd_options(&inst, flags, ops) != U_OK) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot listen on port %d", cfg->port);
+        ulfius_clean_instance(&inst);
+        return 1;
+    }
+    y_log_message(Y_LOG_LEVEL_INFO, "listening on port %d (%d workers, pool %d)", cfg->port,
+                  cfg->threads, cfg->pool_size);
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    y_log_message(Y_LOG_LEVEL_INFO, "signal %d: draining", sig);
+    /* Stop accepting, then let in-flight requests finish. */
+    MHD_socket lsock = MHD_quiesce_daemon(inst.mhd_daemon);
+    double deadline = now_ms() + cfg->shutdown_grace_s * 1000.0;
+    while (atomic_load(&in_flight) > 0 && now_ms() < deadline)
+        usleep(10000);
+    ulfius_stop_framework(&inst);
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock);
+    ulfius_clean_instance(&inst);
+    y_log_message(Y_LOG_LEVEL_INFO, "stopped");
+    return 0;
+}

@@ -1,0 +1,321 @@
+/* Unit tests of the pure parts: token checks, configuration, validation,
+ * cursors, the role matrix and the refund rule. */
+#include <jansson.h>
+#include <jwt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mb_auth.h"
+#include "mb_config.h"
+#include "mb_domain.h"
+
+static int failures, checks;
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "%s:%d: %s: CHECK(%s) failed\n", __FILE__, __LINE__, __func__, #cond); \
+        }                                                                                          \
+    } while (0)
+
+#define SECRET "unit-test-secret-0123456789abcdef0123"
+static mb_config cfg;
+static const time_t NOW = 1800000000;
+
+static char *sign(const char *alg_name, const char *key, json_t *claims)
+{
+    jwt_t *jwt = NULL;
+    char *grants = json_dumps(claims, JSON_COMPACT);
+    json_decref(claims);
+    jwt_new(&jwt);
+    jwt_add_grants_json(jwt, grants);
+    free(grants);
+    jwt_alg_t alg = jwt_str_alg(alg_name);
+    jwt_set_alg(jwt, alg, alg == JWT_ALG_NONE ? NULL : (const unsigned char *)key,
+                alg == JWT_ALG_NONE ? 0 : (int)strlen(key));
+    char *tok = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    char *hdr = malloc(strlen(tok) + 8);
+    sprintf(hdr, "Bearer %s", tok);
+    free(tok);
+    return hdr;
+}
+
+static json_t *claims(void)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:[s], s:I, s:I, s:I}", "sub",
+                     "22222222-2222-4222-8222-000000000001", "tid",
+                     "11111111-1111-4111-8111-111111111111", "iss", "https://iss.example", "aud",
+                     "mpn-benefits", "roles", "global_admin", "iat", (json_int_t)NOW, "nbf",
+                     (json_int_t)NOW, "exp", (json_int_t)(NOW + 600));
+}
+
+static mb_err verify_claims(json_t *c)
+{
+    char *h = sign("HS256", SECRET, c);
+    mb_principal who;
+    mb_err e = mb_auth_verify(&cfg, h, NOW, &who);
+    free(h);
+    return e;
+}
+
+static void test_valid_token_yields_partner_and_roles(void)
+{
+    char *h = sign("HS256", SECRET, claims());
+    mb_principal who;
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_OK);
+    CHECK(strcmp(who.tid, "11111111-1111-4111-8111-111111111111") == 0);
+    CHECK(who.roles == MB_ROLE_GLOBAL_ADMIN);
+    free(h);
+}
+
+static void test_wrong_secret_and_alg_none_are_refused(void)
+{
+    char *h = sign("HS256", "another-secret-0123456789abcdef0123", claims());
+    mb_principal who;
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_E_UNAUTHENTICATED);
+    free(h);
+    h = sign("none", NULL, claims());
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_E_UNAUTHENTICATED);
+    free(h);
+    h = sign("HS512", SECRET, claims());
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_E_UNAUTHENTICATED);
+    free(h);
+}
+
+static void test_time_claims_are_checked(void)
+{
+    json_t *c = claims();
+    json_object_set_new(c, "exp", json_integer(NOW - 120));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "nbf", json_integer(NOW + 3600));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "iat", json_integer(NOW + 3600));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_del(c, "exp");
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "exp", json_string("tomorrow"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+}
+
+static void test_issuer_audience_subject_roles_are_checked(void)
+{
+    json_t *c = claims();
+    json_object_set_new(c, "iss", json_string("https://evil.example"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "aud", json_string("someone-else"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "aud", json_pack("[s,s]", "x", "mpn-benefits"));
+    CHECK(verify_claims(c) == MB_OK);
+    c = claims();
+    json_object_del(c, "sub");
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "roles", json_string("global_admin"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "roles", json_pack("[s]", "superuser"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "roles", json_array()); /* an employee */
+    CHECK(verify_claims(c) == MB_OK);
+    c = claims();
+    json_object_del(c, "tid"); /* partner role without a partner */
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+    c = claims();
+    json_object_set_new(c, "tid", json_string("not-a-uuid"));
+    CHECK(verify_claims(c) == MB_E_UNAUTHENTICATED);
+}
+
+static void test_operator_needs_no_partner_and_loses_role_with_one(void)
+{
+    json_t *c = claims();
+    json_object_del(c, "tid");
+    json_object_set_new(c, "roles", json_pack("[s]", "operator"));
+    char *h = sign("HS256", SECRET, c);
+    mb_principal who;
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_OK);
+    CHECK(who.roles == MB_ROLE_OPERATOR && who.tid[0] == '\0');
+    free(h);
+    c = claims();
+    json_object_set_new(c, "roles", json_pack("[s,s]", "operator", "user_admin"));
+    h = sign("HS256", SECRET, c);
+    CHECK(mb_auth_verify(&cfg, h, NOW, &who) == MB_OK);
+    CHECK(who.roles == MB_ROLE_USER_ADMIN);
+    free(h);
+}
+
+static void test_malformed_headers_are_refused(void)
+{
+    mb_principal who;
+    CHECK(mb_auth_verify(&cfg, NULL, NOW, &who) == MB_E_UNAUTHENTICATED);
+    CHECK(mb_auth_verify(&cfg, "Bearer ", NOW, &who) == MB_E_UNAUTHENTICATED);
+    CHECK(mb_auth_verify(&cfg, "Basic abc", NOW, &who) == MB_E_UNAUTHENTICATED);
+    CHECK(mb_auth_verify(&cfg, "Bearer ...", NOW, &who) == MB_E_UNAUTHENTICATED);
+    CHECK(mb_auth_verify(&cfg, "Bearer a.b.c.d", NOW, &who) == MB_E_UNAUTHENTICATED);
+    CHECK(mb_auth_verify(&cfg, "Bearer a!.b.c", NOW, &who) == MB_E_UNAUTHENTICATED);
+    char *big = malloc(MB_MAX_TOKEN + 64);
+    strcpy(big, "Bearer ");
+    memset(big + 7, 'a', MB_MAX_TOKEN + 10);
+    big[7 + MB_MAX_TOKEN + 10] = '\0';
+    big[20] = '.';
+    big[40] = '.';
+    CHECK(mb_auth_verify(&cfg, big, NOW, &who) == MB_E_UNAUTHENTICATED);
+    free(big);
+}
+
+static void test_minted_token_verifies(void)
+{
+    char *tok = mb_auth_mint(&cfg, "op-1", NULL, MB_ROLE_OPERATOR, 60, time(NULL));
+    CHECK(tok != NULL);
+    char hdr[4096];
+    snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+    mb_principal who;
+    CHECK(mb_auth_verify(&cfg, hdr, time(NULL), &who) == MB_OK);
+    CHECK(who.roles == MB_ROLE_OPERATOR);
+    free(tok);
+}
+
+static void test_validation_helpers(void)
+{
+    CHECK(mb_is_uuid("11111111-1111-4111-8111-111111111111"));
+    CHECK(!mb_is_uuid("11111111-1111-4111-8111-11111111111"));
+    CHECK(!mb_is_uuid("11111111x1111-4111-8111-111111111111"));
+    CHECK(mb_is_email("a@b.co") && !mb_is_email("a@b") && !mb_is_email("@b.co") &&
+          !mb_is_email("a b@c.de"));
+    CHECK(mb_is_phone("+4930123456") && !mb_is_phone("030123456") && !mb_is_phone("+0123456789"));
+    CHECK(mb_is_lang_tag("en-US") && mb_is_lang_tag("de") && !mb_is_lang_tag("EN") &&
+          !mb_is_lang_tag("en-"));
+    mb_verr e;
+    json_t *o = json_pack("{s:s, s:i, s:b}", "name", "x", "n", 5, "flag", 1);
+    const char *s;
+    long long n;
+    bool b, present;
+    const char *const known[] = {"name", "n", "flag", NULL};
+    const char *const few[] = {"name", NULL};
+    CHECK(mb_v_known(o, known, &e));
+    CHECK(!mb_v_known(o, few, &e));
+    CHECK(mb_v_str(o, "name", true, 1, 10, &s, &e) && strcmp(s, "x") == 0);
+    CHECK(!mb_v_str(o, "name", true, 2, 10, &s, &e) && strcmp(e.field, "name") == 0);
+    CHECK(!mb_v_str(o, "missing", true, 1, 10, &s, &e));
+    CHECK(mb_v_str(o, "missing", false, 1, 10, &s, &e) && s == NULL);
+    CHECK(!mb_v_str(o, "n", true, 1, 10, &s, &e));
+    CHECK(mb_v_int(o, "n", true, 1, 10, &n, &present, &e) && n == 5 && present);
+    CHECK(!mb_v_int(o, "n", true, 6, 10, &n, &present, &e));
+    CHECK(mb_v_bool(o, "flag", true, &b, &present, &e) && b);
+    const char *const cats[] = {"software", "cloud", NULL};
+    json_object_set_new(o, "category", json_string("hardware"));
+    CHECK(!mb_v_enum(o, "category", true, cats, &s, &e));
+    json_decref(o);
+}
+
+static void test_cursor_round_trip_and_garbage(void)
+{
+    char enc[128], dec[128];
+    CHECK(mb_cursor_encode("11111111-1111-4111-8111-111111111111", enc, sizeof(enc)));
+    CHECK(mb_cursor_decode(enc, dec, sizeof(dec)));
+    CHECK(strcmp(dec, "11111111-1111-4111-8111-111111111111") == 0);
+    CHECK(mb_cursor_encode("12345", enc, sizeof(enc)) && mb_cursor_decode(enc, dec, sizeof(dec)) &&
+          strcmp(dec, "12345") == 0);
+    CHECK(!mb_cursor_decode("", dec, sizeof(dec)));
+    CHECK(!mb_cursor_decode("a", dec, sizeof(dec)));
+    CHECK(!mb_cursor_decode("!!!!", dec, sizeof(dec)));
+    CHECK(!mb_cursor_decode("AAAA", dec, sizeof(dec))); /* NUL bytes */
+    int limit;
+    CHECK(mb_parse_limit(NULL, &limit) && limit == 50);
+    CHECK(mb_parse_limit("200", &limit) && limit == 200);
+    CHECK(!mb_parse_limit("0", &limit) && !mb_parse_limit("201", &limit) &&
+          !mb_parse_limit("-1", &limit) && !mb_parse_limit("9999999999", &limit) &&
+          !mb_parse_limit("1e2", &limit));
+}
+
+static void test_role_matrix_rows(void)
+{
+    CHECK(mb_roles_allow(MB_ROLE_ADMIN_AGENT, MB_ACT_PURCHASE));
+    CHECK(!mb_roles_allow(MB_ROLE_USER_ADMIN, MB_ACT_PURCHASE));
+    CHECK(!mb_roles_allow(MB_ROLE_MPN_PARTNER_ADMIN, MB_ACT_ASSIGN_OTHERS));
+    CHECK(mb_roles_allow(MB_ROLE_GLOBAL_ADMIN, MB_ACT_ASSIGN_OTHERS));
+    CHECK(mb_roles_allow(MB_ROLE_USER_ADMIN, MB_ACT_MANAGE_USERS));
+    CHECK(!mb_roles_allow(MB_ROLE_ADMIN_AGENT, MB_ACT_TECHNICAL));
+    CHECK(!mb_roles_allow(MB_ROLE_GLOBAL_ADMIN, MB_ACT_OPERATE));
+    CHECK(!mb_roles_allow(0, MB_ACT_READ));
+    CHECK(strstr(mb_action_denied_detail(MB_ACT_TECHNICAL), "Global admin") != NULL);
+}
+
+static void test_refund_rule(void)
+{
+    const char *r[3];
+    CHECK(mb_refund_reasons(29LL * 86400, false, true, r) == 0);
+    CHECK(mb_refund_reasons(31LL * 86400, false, true, r) == 1 &&
+          strcmp(r[0], "refund-window-expired") == 0);
+    CHECK(mb_refund_reasons(86400, true, true, r) == 1 &&
+          strcmp(r[0], "software-benefits-activated") == 0);
+    CHECK(mb_refund_reasons(31LL * 86400, true, true, r) == 2);
+}
+
+static void test_config_requires_secrets(void)
+{
+    mb_config c;
+    char err[256];
+    unsetenv("JWT_SECRET");
+    CHECK(mb_config_load(&c, err, sizeof(err)) != 0);
+    mb_config_free(&c);
+    setenv("JWT_SECRET", "short", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) != 0);
+    mb_config_free(&c);
+    setenv("JWT_SECRET", SECRET, 1);
+    unsetenv("KEY_ENCRYPTION_KEY");
+    unsetenv("MPN_DEMO");
+    CHECK(mb_config_load(&c, err, sizeof(err)) != 0 && strstr(err, "KEY_ENCRYPTION_KEY"));
+    mb_config_free(&c);
+    setenv("KEY_ENCRYPTION_KEY", "k", 1);
+    setenv("PORT", "99999", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) != 0);
+    mb_config_free(&c);
+    unsetenv("PORT");
+    setenv("JWT_ALG", "none", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) != 0);
+    mb_config_free(&c);
+    unsetenv("JWT_ALG");
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 && c.port == 8080 && c.jwt_alg == MB_ALG_HS256);
+    mb_config_free(&c);
+}
+
+int main(void)
+{
+    setenv("JWT_SECRET", SECRET, 1);
+    setenv("JWT_ISSUER", "https://iss.example", 1);
+    setenv("JWT_AUDIENCE", "mpn-benefits", 1);
+    setenv("KEY_ENCRYPTION_KEY", "unit-kek", 1);
+    unsetenv("JWT_ALG");
+    unsetenv("PORT");
+    char err[256];
+    if (mb_config_load(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "config: %s\n", err);
+        return 1;
+    }
+    test_valid_token_yields_partner_and_roles();
+    test_wrong_secret_and_alg_none_are_refused();
+    test_time_claims_are_checked();
+    test_issuer_audience_subject_roles_are_checked();
+    test_operator_needs_no_partner_and_loses_role_with_one();
+    test_malformed_headers_are_refused();
+    test_minted_token_verifies();
+    test_validation_helpers();
+    test_cursor_round_trip_and_garbage();
+    test_role_matrix_rows();
+    test_refund_rule();
+    test_config_requires_secrets();
+    mb_config_free(&cfg);
+    printf("unit: %d checks, %d failed\n", checks, failures);
+    return failures ? 1 : 0;
+}
