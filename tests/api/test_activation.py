@@ -299,3 +299,39 @@ def test_support_requests_on_a_non_technical_benefit_are_422(base):
     path = f.benefit_path(WINDOWS_SERVER, "/support-requests")
     assert_problem(ga.post(path, json={"type": "on_premises"}), 422, "validation-failed")
     assert_problem(ga.get(path), 422, "validation-failed")
+
+
+def test_concurrent_support_requests_never_exceed_the_incidents(base, op):
+    from concurrent.futures import ThreadPoolExecutor
+    f = active_technical(base, op, INCIDENTS, quantity=3)
+    path = f.benefit_path(INCIDENTS, "/support-requests")
+
+    def one(_):
+        c = f.client(base)
+        try:
+            return c.post(path, json={"type": "on_premises"}).status_code
+        finally:
+            c.close()
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(one, range(8)))
+    assert codes == [201] * 3 + [409] * 5
+    assert benefit_row(f.benefits[INCIDENTS])[1] == 3
+    assert db_val("SELECT count(*) FROM support_requests WHERE benefit_id = %s",
+                  f.benefits[INCIDENTS]) == 3
+
+
+def test_concurrent_activation_requests_create_one_activation(base):
+    from concurrent.futures import ThreadPoolExecutor
+    f = fresh_partner()
+
+    def one(_):
+        c = f.client(base)
+        try:
+            return c.post(f.benefit_path(INCIDENTS, "/activation")).status_code
+        finally:
+            c.close()
+    with ThreadPoolExecutor(6) as pool:
+        codes = sorted(pool.map(one, range(6)))
+    assert codes == [202] + [409] * 5
+    assert db_val("SELECT count(*) FROM activations WHERE benefit_id = %s",
+                  f.benefits[INCIDENTS]) == 1
