@@ -80,7 +80,8 @@ static void assignments_list(mb_ctx *c)
     PGresult *r = NULL;
     mb_err e = mb_db_exec(&c->db, &r,
                           "SELECT doc, user_id::text FROM assignment_docs "
-                          "WHERE benefit_id = $1::uuid AND ($2::uuid IS NULL OR user_id > $2::uuid) "
+                          "WHERE benefit_id = $1::uuid "
+                          "AND ($2::uuid IS NULL OR user_id > $2::uuid) "
                           "ORDER BY user_id LIMIT $3::int",
                           3, p);
     if (e != MB_OK) {
