@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from helpers import (BASE, CONTOSO, FABRIKAM, GA_ID, Client, assert_problem, db_all, db_one,
-                     db_val, idem, token)
+                     db_val, idem, spawn_server, token)
 from test_seats import AZURE, TECH_INCIDENTS, VS_ENTERPRISE, Tenant
 
 LANGS = ["en-US", "de-DE"]
@@ -328,3 +328,14 @@ def test_bad_key_requests_are_4xx(op):
     assert_problem(ga.post(t.path(str(uuid.uuid4()), "/keys"),
                            json={"language": "en-US", "os": "x64"}), 404, "not-found")
     assert db_val("SELECT count(*) FROM license_keys WHERE benefit_id = %s", b) == 0
+
+
+def test_service_refuses_to_start_without_key_encryption_key():
+    s = spawn_server(env_overrides={"KEY_ENCRYPTION_KEY": None, "MPN_DEMO": None}, wait=False)
+    try:
+        rc = s.proc.wait(30)
+    finally:
+        s.kill()
+    assert rc != 0
+    assert "KEY_ENCRYPTION_KEY" in s.log()
+    s.stop(expect_rc=None)  # asserts a log free of sanitizer reports
