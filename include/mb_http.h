@@ -36,6 +36,10 @@ enum {
     MB_R_TX = 1u << 1,     /* runs in one transaction, committed only on 2xx,
                               and goes through Idempotency-Key handling */
     MB_R_BODY = 1u << 2,   /* takes a JSON body */
+    MB_R_SECRET = 1u << 3, /* the answer holds secrets (license keys): an
+                              Idempotency-Key record keeps no body, and a replay
+                              runs the handler again, so the route must be
+                              idempotent by nature */
 };
 
 typedef struct {

@@ -240,6 +240,26 @@ static void run_tx(mb_ctx *c, const mb_route *r)
                 mb_reply_problem(c, MB_E_IDEMPOTENCY_KEY_REUSED,
                                  "This Idempotency-Key was used with a different request; use a "
                                  "new key for a new request.");
+            } else if (r->flags & MB_R_SECRET) {
+                /* The first answer held secrets and was not kept: answer again. */
+                PQclear(res);
+                e = mb_db_begin(&c->db);
+                if (e != MB_OK) {
+                    mb_reply_err(c, e);
+                    return;
+                }
+                r->handler(c);
+                if (c->resp->status >= 200 && c->resp->status < 300) {
+                    mb_set_header(c, "Idempotent-Replayed", "true");
+                    e = mb_db_commit(&c->db);
+                    if (e != MB_OK) {
+                        mb_db_rollback(&c->db);
+                        mb_reply_err(c, e);
+                    }
+                } else {
+                    mb_db_rollback(&c->db);
+                }
+                return;
             } else {
                 int status = atoi(PQgetvalue(res, 0, 1));
                 size_t bl = (size_t)PQgetlength(res, 0, 2);
@@ -268,9 +288,10 @@ static void run_tx(mb_ctx *c, const mb_route *r)
             if (body == NULL) {
                 e = MB_E_INTERNAL;
             } else {
-                if (c->resp->binary_body_length > 0)
-                    memcpy(body, c->resp->binary_body, c->resp->binary_body_length);
-                body[c->resp->binary_body_length] = '\0';
+                size_t bl = (r->flags & MB_R_SECRET) ? 0 : c->resp->binary_body_length;
+                if (bl > 0)
+                    memcpy(body, c->resp->binary_body, bl);
+                body[bl] = '\0';
                 const char *p[] = {scope, key, st, body,
                                    u_map_get(c->resp->map_header, "Location")};
                 e = mb_db_exec(&c->db, NULL,
