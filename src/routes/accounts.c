@@ -370,6 +370,29 @@ static void partner_update(mb_ctx *c)
         return;
     }
 
+    /* R9: the marketing contact's email must stay different from the
+     * account email, whichever of the two changes. */
+    if (email != NULL) {
+        const char *pm[] = {c->param[0], email};
+        e = mb_db_exec(&c->db, &r,
+                       "SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid "
+                       "AND lower(email) = lower($2)",
+                       2, pm);
+        bool clash = e == MB_OK && PQntuples(r) > 0;
+        PQclear(r);
+        if (e != MB_OK || clash) {
+            free(comps);
+            json_decref(body);
+            if (e != MB_OK)
+                mb_reply_err(c, e);
+            else
+                mb_reply_problem(c, MB_E_CONTACT_EMAIL_CONFLICT,
+                                 "The account email must differ from the marketing contact's "
+                                 "email: change the marketing contact first.");
+            return;
+        }
+    }
+
     const char *p[] = {c->param[0], name,  email,
                        location,    level, cs_present ? (co_sell ? "true" : "false") : NULL};
     e = mb_db_exec(&c->db, NULL,

@@ -159,6 +159,21 @@ def test_same_key_with_a_different_body_is_422_idempotency_key_reused():
                    422, "idempotency-key-reused")
 
 
+def test_a_retry_with_the_same_json_written_differently_replays():
+    """A client library or proxy may re-serialise the body (spacing, key order): still a retry."""
+    p = fresh_partner()
+    c, k = p.client("ga"), key()
+    d = c.direct
+    first = d.post(purchases(p.id), data='{"package_id":"%s"}' % ACTION_PACK,
+                   headers={"Idempotency-Key": k, "Content-Type": "application/json"})
+    assert first.status_code == 201, first.text
+    again = d.post(purchases(p.id), data='{ "package_id" :  "%s" }\n' % ACTION_PACK,
+                   headers={"Idempotency-Key": k, "Content-Type": "application/json"})
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert count_purchases(p.id) == 1
+
+
 def test_keys_are_per_partner():
     a, b = fresh_partner(), fresh_partner()
     k = key()

@@ -188,3 +188,14 @@ def test_marketing_contact_of_a_pmc_partner_is_409_and_of_another_partner_404(ba
     assert contact_row(f) is None
     assert_problem(ga.get(f.path("/marketing-contact")), 404, "not-found")
     assert ga.get(f"/v1/partners/{CONTOSO}/marketing-contact").status_code in (200, 404)
+
+
+def test_account_email_cannot_become_the_marketing_contacts_email(base, op):
+    f = fresh_partner()
+    set_contact(f)
+    contact_email = db_val("SELECT email FROM marketing_contacts WHERE partner_id = %s", f.partner)
+    r = op.patch(f"/v1/admin/partners/{f.partner}", json={"account_email": contact_email.upper()})
+    assert_problem(r, 422, "marketing-contact-email-conflict")
+    assert db_val("SELECT account_email FROM partners WHERE id = %s", f.partner) == f.account_email
+    r = op.patch(f"/v1/admin/partners/{f.partner}", json={"account_email": "new-owner@fresh.example"})
+    assert r.status_code == 200 and r.json()["account_email"] == "new-owner@fresh.example"
