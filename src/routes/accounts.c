@@ -197,17 +197,8 @@ static bool audit(mb_ctx *c, const char *partner_id, const char *action, const c
 static void reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *const *p,
                       const char *location)
 {
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r, sql, n, p);
-    if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
-        mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
-        return;
-    }
-    mb_reply_json(c, status, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    if (location != NULL)
+    if (mb_reply_doc(c, status, sql, n, p, "resource") && location != NULL)
         mb_set_header(c, "Location", location);
-    PQclear(r);
 }
 
 /* --- operator: onboarding and changes ------------------------------------------------------ */
@@ -458,20 +449,11 @@ static void users_list(mb_ctx *c)
         return;
     if (!mb_partner_gate(c, c->param[0], false, NULL))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {c->param[0], after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM user_docs WHERE partner_id = $1::uuid "
-                          "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM user_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
+                  2, p, limit);
 }
 
 static void user_get(mb_ctx *c)
@@ -482,17 +464,9 @@ static void user_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
         return;
     }
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
-                          2, c->param);
-    if (e != MB_OK)
-        mb_reply_err(c, e);
-    else if (PQntuples(r) != 1)
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
-    else
-        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
+                 2, c->param, "user");
 }
 
 static const char only_ga_grants[] =
@@ -767,21 +741,12 @@ static void audit_list(mb_ctx *c)
         return;
     if (!mb_partner_gate(c, c->param[0], false, NULL))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {c->param[0], after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM audit_event_docs WHERE partner_id = $1::uuid "
-                          "AND ($2::bigint IS NULL OR id < $2::bigint) "
-                          "ORDER BY id DESC LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM audit_event_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::bigint IS NULL OR id < $2::bigint) "
+                  "ORDER BY id DESC LIMIT $3::int",
+                  2, p, limit);
 }
 
 const mb_route mb_routes_accounts[] = {

@@ -44,16 +44,7 @@ static bool empty_body(mb_ctx *c)
 /* Loads the benefit (404 when it is not the partner's); answers on failure. */
 static bool load_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
 {
-    mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b);
-    if (e == MB_E_NOT_FOUND) {
-        mb_reply_problem(c, e, "No such benefit.");
-        return false;
-    }
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return false;
-    }
-    return true;
+    return mb_load_url_benefit(c, for_update, b);
 }
 
 static void reply_closed(mb_ctx *c, const mb_benefit *b)
@@ -67,16 +58,8 @@ static void reply_closed(mb_ctx *c, const mb_benefit *b)
 /* One document of a view by id; answers 404 when there is none. */
 static void reply_doc(mb_ctx *c, int status, const char *sql, const char *id, const char *what)
 {
-    PGresult *r = NULL;
     const char *p[] = {id};
-    mb_err e = mb_db_exec(&c->db, &r, sql, 1, p);
-    if (e != MB_OK)
-        mb_reply_err(c, e);
-    else if (PQntuples(r) != 1)
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
-    else
-        mb_reply_json(c, status, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_reply_doc(c, status, sql, 1, p, what);
 }
 
 /* --- Go-To-Market eligibility (R9) ------------------------------------------------------ */
@@ -243,18 +226,10 @@ static void activation_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
         return;
     }
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc FROM activation_docs WHERE partner_id = $1::uuid "
-                          "AND id = $2::uuid",
-                          2, c->param);
-    if (e != MB_OK)
-        mb_reply_err(c, e);
-    else if (PQntuples(r) != 1)
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
-    else
-        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM activation_docs WHERE partner_id = $1::uuid "
+                 "AND id = $2::uuid",
+                 2, c->param, "activation");
 }
 
 /* --- operator: GET /v1/admin/activations ----------------------------------------------------- */
@@ -279,21 +254,12 @@ static void admin_activations_list(mb_ctx *c)
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), false))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {status, after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM activation_docs "
-                          "WHERE ($1::text IS NULL OR status = $1) "
-                          "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {status, after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM activation_docs "
+                  "WHERE ($1::text IS NULL OR status = $1) "
+                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
+                  2, p, limit);
 }
 
 /* Locks the activation; answers 404 or 409 not-pending and returns false. */
@@ -483,21 +449,12 @@ static void support_list(mb_ctx *c)
     mb_benefit b;
     if (!load_benefit(c, false, &b) || !require_technical(c, &b))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {b.id, after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM support_request_docs "
-                          "WHERE benefit_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "
-                          "ORDER BY id LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {b.id, after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM support_request_docs "
+                  "WHERE benefit_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "
+                  "ORDER BY id LIMIT $3::int",
+                  2, p, limit);
 }
 
 static void support_get(mb_ctx *c)
@@ -512,18 +469,10 @@ static void support_get(mb_ctx *c)
         return;
     }
     const char *p[] = {b.id, c->param[2]};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc FROM support_request_docs WHERE benefit_id = $1::uuid "
-                          "AND id = $2::uuid",
-                          2, p);
-    if (e != MB_OK)
-        mb_reply_err(c, e);
-    else if (PQntuples(r) != 1)
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such support request.");
-    else
-        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM support_request_docs WHERE benefit_id = $1::uuid "
+                 "AND id = $2::uuid",
+                 2, p, "support request");
 }
 
 static void support_create(mb_ctx *c)

@@ -279,13 +279,8 @@ static void keys_reveal(mb_ctx *c)
 
     mb_benefit b;
     /* The lock on the benefit serialises reveals of the same benefit. */
-    mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], true, &b);
-    if (e != MB_OK) {
+    if (!mb_load_url_benefit(c, true, &b)) {
         json_decref(body);
-        if (e == MB_E_NOT_FOUND)
-            mb_reply_problem(c, e, "No such benefit.");
-        else
-            mb_reply_err(c, e);
         return;
     }
     if (!has_keys(b.category, b.cloud_kind)) {
@@ -307,7 +302,7 @@ static void keys_reveal(mb_ctx *c)
 
     const char *pp[] = {b.product_id};
     PGresult *r = NULL;
-    e = mb_db_exec(&c->db, &r,
+    mb_err e = mb_db_exec(&c->db, &r,
                    "SELECT to_json(languages), to_json(os_types) FROM products WHERE id = $1::uuid",
                    1, pp);
     if (e != MB_OK || PQntuples(r) != 1) {

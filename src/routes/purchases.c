@@ -15,20 +15,13 @@ static const char pmc_detail[] =
 static void reply_purchase(mb_ctx *c, int status, const char *purchase_id, bool location)
 {
     const char *p[] = {purchase_id};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r, "SELECT doc FROM purchase_docs WHERE id = $1::uuid", 1, p);
-    if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
-        mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
-        return;
-    }
-    mb_reply_json(c, status, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    if (location) {
+    if (mb_reply_doc(c, status, "SELECT doc FROM purchase_docs WHERE id = $1::uuid", 1, p,
+                     "purchase") &&
+        location) {
         char loc[128];
         snprintf(loc, sizeof(loc), "/v1/partners/%s/purchases/%s", c->param[0], purchase_id);
         mb_set_header(c, "Location", loc);
     }
-    PQclear(r);
 }
 
 static bool audit(mb_ctx *c, const char *action, const char *purchase_id, json_t *details)
@@ -136,20 +129,11 @@ static void purchases_list(mb_ctx *c)
         return;
     if (!mb_partner_gate(c, c->param[0], true, pmc_detail))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {c->param[0], after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM purchase_docs WHERE partner_id = $1::uuid "
-                          "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM purchase_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
+                  2, p, limit);
 }
 
 static void purchase_get(mb_ctx *c)
@@ -160,18 +144,10 @@ static void purchase_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
         return;
     }
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc FROM purchase_docs WHERE partner_id = $1::uuid "
-                          "AND id = $2::uuid",
-                          2, c->param);
-    if (e != MB_OK)
-        mb_reply_err(c, e);
-    else if (PQntuples(r) != 1)
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
-    else
-        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM purchase_docs WHERE partner_id = $1::uuid "
+                 "AND id = $2::uuid",
+                 2, c->param, "purchase");
 }
 
 static void purchase_renew(mb_ctx *c)

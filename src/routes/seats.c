@@ -30,15 +30,8 @@ static seat_kind kind_of(const mb_benefit *b)
 /* Loads the benefit of the URL and answers 404 / 422 when it has no seats. */
 static bool load_seat_benefit(mb_ctx *c, bool for_update, mb_benefit *b, seat_kind *kind)
 {
-    mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b);
-    if (e == MB_E_NOT_FOUND) {
-        mb_reply_problem(c, e, "No such benefit.");
+    if (!mb_load_url_benefit(c, for_update, b))
         return false;
-    }
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return false;
-    }
     *kind = kind_of(b);
     if (*kind == SEATS_NONE) {
         const char *hint = strcmp(b->category, "software") == 0 ||
@@ -74,22 +67,13 @@ static void assignments_list(mb_ctx *c)
     seat_kind kind;
     if (!load_seat_benefit(c, false, &b, &kind))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {b.id, after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, user_id::text FROM assignment_docs "
-                          "WHERE benefit_id = $1::uuid "
-                          "AND ($2::uuid IS NULL OR user_id > $2::uuid) "
-                          "ORDER BY user_id LIMIT $3::int",
-                          3, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {b.id, after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, user_id::text FROM assignment_docs "
+                  "WHERE benefit_id = $1::uuid "
+                  "AND ($2::uuid IS NULL OR user_id > $2::uuid) "
+                  "ORDER BY user_id LIMIT $3::int",
+                  2, p, limit);
 }
 
 /* POST /v1/partners/{partnerId}/benefits/{benefitId}/assignments */
