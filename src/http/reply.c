@@ -46,8 +46,14 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
     int status = mb_err_status(e);
     char type[128];
     snprintf(type, sizeof(type), "https://mpn-benefits.example/problems/%s", mb_err_code(e));
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", mb_err_title(e),
-                            "status", status, "detail", detail, "code", mb_err_code(e));
+    /* A detail cut by the buffer in the middle of a character, or quoting
+     * invalid UTF-8 from the request, is refused by jansson: answer the title
+     * then rather than a 500. */
+    json_t *d = json_string(detail);
+    if (d == NULL)
+        d = json_string(mb_err_title(e));
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:o, s:s}", "type", type, "title", mb_err_title(e),
+                            "status", status, "detail", d, "code", mb_err_code(e));
     if (doc != NULL && c->request_id != NULL)
         json_object_set_new(doc, "request_id", json_string(c->request_id));
     if (doc != NULL && extra != NULL)
