@@ -44,12 +44,14 @@ as_root() {
 
 MB_PKGS_BUILD="build-essential cmake pkg-config libulfius-dev liborcania-dev libyder-dev libjansson-dev libpq-dev libjwt-dev libmicrohttpd-dev"
 MB_PKGS_DB="postgresql postgresql-contrib"
-MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl"
+MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml python3-hypothesis python3-jsonschema curl"
+# scripts/fuzz.sh: libFuzzer (clang + its runtime) and valgrind memcheck
+MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
 MB_PKGS_RUN="python3 curl"
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# ensure_packages GROUP... : GROUP is build, db, test, run or contract. Installs only what is
+# ensure_packages GROUP... : GROUP is build, db, test, run, fuzz or contract. Installs only what is
 # missing, runs `apt-get update` once and only if something is missing.
 ensure_packages() {
 	local want="" g p missing=""
@@ -59,6 +61,7 @@ ensure_packages() {
 		db) want="$want $MB_PKGS_DB" ;;
 		test) want="$want $MB_PKGS_TEST" ;;
 		run) want="$want $MB_PKGS_RUN" ;;
+		fuzz) want="$want $MB_PKGS_FUZZ" ;;
 		contract)
 			# Our build machines have Node 20 whose `nodejs` package already holds npm, and
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
@@ -100,6 +103,20 @@ build() {
 	cmake -S "$MB_ROOT" -B "$MB_ROOT/$dir" "$@" >/dev/null || die "cmake configure failed ($dir)"
 	cmake --build "$MB_ROOT/$dir" -j "$(nproc 2>/dev/null || echo 2)" || die "build failed ($dir)"
 	[ -x "$MB_ROOT/$dir/mpn-benefits" ] || die "build produced no $dir/mpn-benefits"
+}
+
+# --- the service under test ----------------------------------------------------------------
+
+# mb_test_env : export the test configuration of the service (each value unless already set);
+# DATABASE_URL comes from pg_temp_start.
+mb_test_env() {
+	export DATABASE_URL
+	export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
+	export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
+	export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
+	export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+	export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
+	export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
 }
 
 # --- small utilities ------------------------------------------------------------------------
