@@ -20,6 +20,9 @@
 
 #define MAX_ROUTES 96
 #define MAX_SEGMENTS 10
+/* All request headers together: room for an 8 KB token (and a refused 16 KB
+ * one, which must still answer 401) and ordinary headers, not for 64 KB. */
+#define MAX_HEADER_BYTES (32 * 1024)
 
 static const mb_route *routes[MAX_ROUTES];
 static int nroutes;
@@ -80,6 +83,15 @@ static bool match(const char *pattern, const char *path, mb_ctx *c)
         return false;
     c->nparam = np;
     return true;
+}
+
+static size_t header_bytes(const struct _u_request *req)
+{
+    const struct _u_map *h = req->map_header;
+    size_t n = 0;
+    for (int i = 0; h != NULL && i < h->nb_values; i++)
+        n += strlen(h->keys[i]) + h->lengths[i] + 4;
+    return n;
 }
 
 static void new_request_id(const struct _u_request *req, char out[64])
@@ -320,6 +332,14 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
     const char *method = req->http_verb ? req->http_verb : "";
     const char *clen = mb_header(&c, "Content-Length");
 
+    if (header_bytes(req) > MAX_HEADER_BYTES) {
+        /* libmicrohttpd itself refuses past its connection memory (128 KB)
+         * with a bare 431; below that, answer the same as a problem. */
+        mb_set_header(&c, "Connection", "close");
+        mb_reply_problem(&c, MB_E_HEADERS_TOO_LARGE, "The request headers exceed %d bytes.",
+                         MAX_HEADER_BYTES);
+        goto done;
+    }
     if (strcmp(method, "OPTIONS") == 0 && mb_header(&c, "Origin") != NULL &&
         mb_header(&c, "Access-Control-Request-Method") != NULL) {
         /* CORS preflight */
