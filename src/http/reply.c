@@ -138,10 +138,22 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: `1` or `null` is JSON, just not an object (422 below,
+     * not 400). Valid JSON that jansson cannot hold (an integer past 64 bits,
+     * a \u0000 in a string) is a validation failure too, not malformed. */
+    json_t *doc =
+        json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
-        mb_reply_problem(c, MB_E_MALFORMED_JSON, "The body is not valid JSON (line %d, column %d).",
-                         jerr.line, jerr.column);
+        enum json_error_code code = json_error_code(&jerr);
+        if (code == json_error_numeric_overflow || code == json_error_null_character)
+            mb_reply_problem(c, MB_E_VALIDATION, "%s in the body (line %d, column %d).",
+                             code == json_error_numeric_overflow ? "A number out of range"
+                                                                 : "A NUL character",
+                             jerr.line, jerr.column);
+        else
+            mb_reply_problem(c, MB_E_MALFORMED_JSON,
+                             "The body is not valid JSON (line %d, column %d).", jerr.line,
+                             jerr.column);
         return NULL;
     }
     if (!json_is_object(doc)) {

@@ -1,5 +1,5 @@
 /* libFuzzer: the JSON body path of a handler. mb_body parses with
- * json_loadb(JSON_REJECT_DUPLICATES); handlers then run mb_v_known and the
+ * json_loadb(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY); handlers then run mb_v_known and the
  * mb_v_* checks and, on failure, mb_reply_verr builds a 422 problem from the
  * field and message with json_pack. Properties: the checks never crash, a
  * failure always names a field, and field and message are valid UTF-8 (else
@@ -37,7 +37,8 @@ static void check_verr(const mb_verr *e)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t jerr;
-    json_t *doc = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc =
+        json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL || !json_is_object(doc)) {
         json_decref(doc);
         return 0;
