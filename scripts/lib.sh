@@ -44,14 +44,12 @@ as_root() {
 
 MB_PKGS_BUILD="build-essential cmake pkg-config libulfius-dev liborcania-dev libyder-dev libjansson-dev libpq-dev libjwt-dev libmicrohttpd-dev"
 MB_PKGS_DB="postgresql postgresql-contrib"
-MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml python3-hypothesis python3-jsonschema curl"
-# scripts/fuzz.sh: libFuzzer (clang + its runtime) and valgrind memcheck
-MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
+MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl"
 MB_PKGS_RUN="python3 curl"
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# ensure_packages GROUP... : GROUP is build, db, test, run, fuzz or contract. Installs only what is
+# ensure_packages GROUP... : GROUP is build, db, test, run or contract. Installs only what is
 # missing, runs `apt-get update` once and only if something is missing.
 ensure_packages() {
 	local want="" g p missing=""
@@ -61,12 +59,12 @@ ensure_packages() {
 		db) want="$want $MB_PKGS_DB" ;;
 		test) want="$want $MB_PKGS_TEST" ;;
 		run) want="$want $MB_PKGS_RUN" ;;
-		fuzz) want="$want $MB_PKGS_FUZZ" ;;
 		contract)
 			# Our build machines have Node 20 whose `nodejs` package already holds npm, and
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
 			command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm"
 			;;
+		fuzz) want="$want $MB_PKGS_FUZZ" ;;
 		*) die "ensure_packages: unknown group $g" ;;
 		esac
 	done
@@ -92,6 +90,12 @@ ensure_packages() {
 	log "installed: $(grep -c '^Setting up ' "$out") packages"
 	rm -f "$out"
 }
+
+# The contract fuzzer (tests/fuzz/contract_fuzz.py) runs in the test suite too: Hypothesis and
+# jsonschema belong to the test group. Group fuzz (scripts/fuzz.sh): clang with its libFuzzer
+# runtime, and valgrind.
+MB_PKGS_TEST="$MB_PKGS_TEST python3-hypothesis python3-jsonschema"
+MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
 
 # --- build ----------------------------------------------------------------------------------
 

@@ -891,8 +891,11 @@ class Fuzzer:
                                     "or another body")
             elif r2.headers.get("Idempotent-Replayed") != "true":
                 self.fail(req2, r2, "replay without Idempotent-Replayed: true")
-        # the same key with another body
-        req3 = dict(req, body=(req["body"] or b"{}") + b" ",
+        # the same key with another body (another JSON document, not just other whitespace:
+        # the service compares bodies in canonical form)
+        other = dict(req["body_obj"]) if isinstance(req.get("body_obj"), dict) else {}
+        other["fuzz_other"] = other.get("fuzz_other", 0) + 1
+        req3 = dict(req, body=json.dumps(other).encode(),
                     headers=dict(req["headers"], **{"X-Request-Id": req["rid"] + "-d",
                                                     "Content-Type": "application/json"}),
                     rid=req["rid"] + "-d")
@@ -978,6 +981,7 @@ class Fuzzer:
             "mutations": dict(self.by_mutation.most_common()),
             "max_latency_s": round(self.max_latency, 3), "failures": len(self.failures),
             "mutations_checked_against_audit": len(self.mutations_log),
+            "mutations_2xx": sum(1 for m in self.mutations_log if 200 <= m[2] < 300 and not m[3]),
         }
 
 
@@ -1053,7 +1057,8 @@ def run(base: str, requests_total: int, *, seed: int | None = None, scope: str =
 def report(out: dict) -> str:
     lines = [f"contract fuzz: {out['requests']} requests in {out['seconds']}s (seed {out['seed']}), "
              f"{out['operations_fuzzed']} operations fuzzed, max latency {out['max_latency_s']}s",
-             f"  statuses: {out['statuses']}",
+             f"  statuses: {out['statuses']}; {out['mutations_2xx']} state changes (2xx) of "
+             f"{out['mutations_checked_against_audit']} mutating requests checked against the audit trail",
              f"  mutations: {out['mutations']}"]
     if out["operations_skipped"]:
         lines.append(f"  not routed by this service yet ({len(out['operations_skipped'])}): "
