@@ -47,8 +47,14 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
     int status = mb_err_status(e);
     char type[128];
     snprintf(type, sizeof(type), "https://mpn-benefits.example/problems/%s", mb_err_code(e));
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", mb_err_title(e),
-                            "status", status, "detail", detail, "code", mb_err_code(e));
+    /* A detail cut by the buffer in the middle of a character, or quoting
+     * invalid UTF-8 from the request, is refused by jansson: answer the title
+     * then rather than a 500. */
+    json_t *d = json_string(detail);
+    if (d == NULL)
+        d = json_string(mb_err_title(e));
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:o, s:s}", "type", type, "title", mb_err_title(e),
+                            "status", status, "detail", d, "code", mb_err_code(e));
     if (doc != NULL && c->request_id != NULL)
         json_object_set_new(doc, "request_id", json_string(c->request_id));
     if (doc != NULL && extra != NULL)
@@ -133,10 +139,22 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: `1` or `null` is JSON, just not an object (422 below,
+     * not 400). Valid JSON that jansson cannot hold (an integer past 64 bits,
+     * a \u0000 in a string) is a validation failure too, not malformed. */
+    json_t *doc =
+        json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
-        mb_reply_problem(c, MB_E_MALFORMED_JSON, "The body is not valid JSON (line %d, column %d).",
-                         jerr.line, jerr.column);
+        enum json_error_code code = json_error_code(&jerr);
+        if (code == json_error_numeric_overflow || code == json_error_null_character)
+            mb_reply_problem(c, MB_E_VALIDATION, "%s in the body (line %d, column %d).",
+                             code == json_error_numeric_overflow ? "A number out of range"
+                                                                 : "A NUL character",
+                             jerr.line, jerr.column);
+        else
+            mb_reply_problem(c, MB_E_MALFORMED_JSON,
+                             "The body is not valid JSON (line %d, column %d).", jerr.line,
+                             jerr.column);
         return NULL;
     }
     if (!json_is_object(doc)) {
