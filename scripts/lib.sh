@@ -44,12 +44,13 @@ as_root() {
 
 MB_PKGS_BUILD="build-essential cmake pkg-config libulfius-dev liborcania-dev libyder-dev libjansson-dev libpq-dev libjwt-dev libmicrohttpd-dev"
 MB_PKGS_DB="postgresql postgresql-contrib"
-MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl"
+MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl nginx"
 MB_PKGS_RUN="python3 curl"
+MB_PKGS_BENCH="python3 curl wrk postgresql-contrib"
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# ensure_packages GROUP... : GROUP is build, db, test, run or contract. Installs only what is
+# ensure_packages GROUP... : GROUP is build, db, test, run, bench or contract. Installs only what is
 # missing, runs `apt-get update` once and only if something is missing.
 ensure_packages() {
 	local want="" g p missing=""
@@ -59,6 +60,7 @@ ensure_packages() {
 		db) want="$want $MB_PKGS_DB" ;;
 		test) want="$want $MB_PKGS_TEST" ;;
 		run) want="$want $MB_PKGS_RUN" ;;
+		bench) want="$want $MB_PKGS_BENCH" ;;
 		contract)
 			# Our build machines have Node 20 whose `nodejs` package already holds npm, and
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
