@@ -3,10 +3,12 @@
 -- i of n takes lines i, i+n, i+2n, ... so threads never share a line (the seat cycle relies
 -- on that: a pair's assignment and removal stay with one thread, in order).
 local nthreads = 0
+local threads = {}
 
 function setup(thread)
     thread:set("tid", nthreads)
     nthreads = nthreads + 1
+    threads[#threads + 1] = thread
 end
 
 function init(args)
@@ -28,10 +30,27 @@ function init(args)
         i = i + 1
     end
     idx = 0
-    bad = 0
+    statuses = {}
 end
 
 function request()
     idx = idx % #reqs + 1
     return reqs[idx]
+end
+
+function response(status, headers, body)
+    statuses[status] = (statuses[status] or 0) + 1
+end
+
+-- Prints "status N: count" per answer status (bench.sh shows the non-2xx ones).
+function done(summary, latency, requests)
+    local all = {}
+    for _, t in ipairs(threads) do
+        for s, n in pairs(t:get("statuses")) do
+            all[s] = (all[s] or 0) + n
+        end
+    end
+    for s, n in pairs(all) do
+        io.write(string.format("status %d: %d\n", s, n))
+    end
 end

@@ -99,7 +99,7 @@ run_pgbench() { # NAME SCRIPT REQS_PER_TX LABEL
 	rm -f "$OUT"/pgbench_log.*
 	(cd "$OUT" && "$PGBENCH" -n -M prepared -c "$CONN" -j "$THR" -T "$SECS" -l \
 		-D clients="$CONN" -D kek="$KEY_ENCRYPTION_KEY" -f "$MB_ROOT/$script" \
-		-h "$PG_SOCK" -p "$PG_PORT" -U postgres mpn) >"$OUT/pgbench-$tag.txt" 2>&1 ||
+		-h 127.0.0.1 -p "$PG_PORT" -U postgres mpn) >"$OUT/pgbench-$tag.txt" 2>&1 ||
 		die "pgbench failed: $(tail -n 20 "$OUT/pgbench-$tag.txt")"
 	"$PY" bench/stats.py pgbench "$name" "$per" "$label" "$OUT/pgbench-$tag.txt" "$OUT"/pgbench_log.* >>"$OUT/results.jsonl"
 	rm -f "$OUT"/pgbench_log.*
