@@ -44,6 +44,11 @@ static void collect_routes(void)
             routes[nroutes++] = r;
 }
 
+int mb_http_in_flight(void)
+{
+    return atomic_load(&in_flight);
+}
+
 int mb_route_count(void)
 {
     return nroutes;
