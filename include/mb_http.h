@@ -36,6 +36,10 @@ enum {
     MB_R_TX = 1u << 1,     /* runs in one transaction, committed only on 2xx,
                               and goes through Idempotency-Key handling */
     MB_R_BODY = 1u << 2,   /* takes a JSON body */
+    MB_R_SECRET = 1u << 3, /* the answer holds secrets (license keys): an
+                              Idempotency-Key record keeps no body, and a replay
+                              runs the handler again, so the route must be
+                              idempotent by nature */
 };
 
 typedef struct {
@@ -78,14 +82,28 @@ bool mb_require(mb_ctx *c, mb_action a);
 bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
                      const char *pmc_detail);
 
+/* Loads the benefit of the URL (partnerId, benefitId), locked with for_update
+ * until the transaction ends; answers 404 (or the store error) and returns
+ * false when there is none. */
+struct mb_benefit;
+bool mb_load_url_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b);
+
 /* Audit event in the request's transaction. details_json may be NULL. */
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
                 const char *target_id, const char *details_json);
 
-/* Runs a query whose first column of each row is a JSON document and whose
- * second column is the cursor key; answers {"items":[...],"next_cursor":...}.
- * The query must return up to limit+1 rows. */
-void mb_reply_page(mb_ctx *c, PGresult *res, int limit);
+/* Answers one page of a list: runs sql, whose rows are (JSON document, cursor
+ * key), with params followed by one more parameter, the row limit (limit + 1,
+ * to tell whether a next page exists), and answers
+ * {"items":[...],"next_cursor":...}. */
+/* Answers, with status, the JSON document in the first column of the one row
+ * sql returns; 404 "No such <what>." when it returns none. True when it
+ * answered the document. */
+bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *const *params,
+                  const char *what);
+
+#define MB_LIST_MAX_PARAMS 8
+void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit);
 
 /* The actor string for audit and created_by columns. */
 const char *mb_actor(mb_ctx *c);

@@ -8,7 +8,7 @@
 #include "mb_err.h"
 
 /* A benefit with what its product says about it. */
-typedef struct {
+typedef struct mb_benefit {
     char id[37];
     char purchase_id[37];
     char product_id[37];

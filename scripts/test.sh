@@ -53,7 +53,7 @@ NM=tests/contract/node_modules
 stamp=$(cat tests/contract/package.json tests/contract/package-lock.json | sha256sum | cut -d' ' -f1)-$(node --version)
 if [ "$(cat "$NM/.mb-stamp" 2>/dev/null)" != "$stamp" ]; then
 	# --ignore-scripts: the only install script in the tree is a telemetry ping (@scarf/scarf).
-	(cd tests/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+	(cd tests/contract && NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt} npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) ||
 		die "npm ci failed in tests/contract"
 	echo "$stamp" >"$NM/.mb-stamp"
 fi

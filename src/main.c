@@ -229,6 +229,7 @@ int main(int argc, char **argv)
     char err[256];
     if (mb_config_load(&cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "mpn-benefits: configuration: %s\n", err);
+        mb_config_free(&cfg); /* what was loaded before the failure */
         return 2;
     }
     int rc;

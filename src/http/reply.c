@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "mb_http.h"
+#include "mb_store.h"
 
 void mb_set_header(mb_ctx *c, const char *name, const char *value)
 {
@@ -204,7 +205,7 @@ mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const cha
                       7, p);
 }
 
-void mb_reply_page(mb_ctx *c, PGresult *res, int limit)
+static void reply_page(mb_ctx *c, PGresult *res, int limit)
 {
     int n = PQntuples(res);
     int take = n > limit ? limit : n;
@@ -236,4 +237,52 @@ void mb_reply_page(mb_ctx *c, PGresult *res, int limit)
         o += (size_t)snprintf(buf + o, cap - o, "],\"next_cursor\":null}");
     mb_reply_json(c, 200, buf, o);
     free(buf);
+}
+
+bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *const *params,
+                  const char *what)
+{
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r, sql, n, params);
+    bool ok = e == MB_OK && PQntuples(r) == 1;
+    if (e != MB_OK)
+        mb_reply_err(c, e);
+    else if (!ok)
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
+    else
+        mb_reply_json(c, status, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    PQclear(r);
+    return ok;
+}
+
+void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit)
+{
+    const char *p[MB_LIST_MAX_PARAMS + 1];
+    char lim[16];
+    if (n < 0 || n > MB_LIST_MAX_PARAMS) {
+        mb_reply_err(c, MB_E_INTERNAL);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        p[i] = params[i];
+    snprintf(lim, sizeof(lim), "%d", limit + 1);
+    p[n] = lim;
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r, sql, n + 1, p);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    reply_page(c, r, limit);
+    PQclear(r);
+}
+
+bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
+{
+    mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b);
+    if (e == MB_E_NOT_FOUND)
+        mb_reply_problem(c, e, "No such benefit.");
+    else if (e != MB_OK)
+        mb_reply_err(c, e);
+    return e == MB_OK;
 }

@@ -197,23 +197,38 @@ static void run_tx(mb_ctx *c, const mb_route *r)
             snprintf(scope, sizeof(scope), "%s", c->who.tid);
         else
             snprintf(scope, sizeof(scope), "op:%s", c->who.sub);
-        /* The hash covers the method, the path and the body. */
-        size_t plen = strlen(c->req->http_verb) + 1 + strlen(c->req->url_path) + 1;
+        /* The hash covers the method, the path and the body; a JSON body is
+         * hashed in a canonical form (compact, sorted keys) so that a retry
+         * re-serialised by a client library or a proxy still matches. */
+        const char *bbytes = c->req->binary_body;
         size_t blen = c->req->binary_body_length;
+        char *canon = NULL;
+        if (blen > 0) {
+            json_t *doc = json_loadb(bbytes, blen, JSON_REJECT_DUPLICATES, NULL);
+            canon = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+            json_decref(doc);
+            if (canon != NULL) {
+                bbytes = canon;
+                blen = strlen(canon);
+            }
+        }
+        size_t plen = strlen(c->req->http_verb) + 1 + strlen(c->req->url_path) + 1;
         hex = malloc(2 * (plen + blen) + 1);
         unsigned char *raw = malloc(plen + blen + 1);
         if (hex == NULL || raw == NULL) {
             free(raw);
             free(hex);
+            free(canon);
             mb_db_rollback(&c->db);
             mb_reply_err(c, MB_E_INTERNAL);
             return;
         }
         snprintf((char *)raw, plen + 1, "%s %s\n", c->req->http_verb, c->req->url_path);
         if (blen > 0)
-            memcpy(raw + plen, c->req->binary_body, blen);
+            memcpy(raw + plen, bbytes, blen);
         hex_encode(raw, plen + blen, hex);
         free(raw);
+        free(canon);
         const char *p[] = {scope, key, hex};
         PGresult *res = NULL;
         e = mb_db_exec(&c->db, NULL,
@@ -250,6 +265,26 @@ static void run_tx(mb_ctx *c, const mb_route *r)
                 mb_reply_problem(c, MB_E_IDEMPOTENCY_KEY_REUSED,
                                  "This Idempotency-Key was used with a different request; use a "
                                  "new key for a new request.");
+            } else if (r->flags & MB_R_SECRET) {
+                /* The first answer held secrets and was not kept: answer again. */
+                PQclear(res);
+                e = mb_db_begin(&c->db);
+                if (e != MB_OK) {
+                    mb_reply_err(c, e);
+                    return;
+                }
+                r->handler(c);
+                if (c->resp->status >= 200 && c->resp->status < 300) {
+                    mb_set_header(c, "Idempotent-Replayed", "true");
+                    e = mb_db_commit(&c->db);
+                    if (e != MB_OK) {
+                        mb_db_rollback(&c->db);
+                        mb_reply_err(c, e);
+                    }
+                } else {
+                    mb_db_rollback(&c->db);
+                }
+                return;
             } else {
                 int status = atoi(PQgetvalue(res, 0, 1));
                 size_t bl = (size_t)PQgetlength(res, 0, 2);
@@ -278,9 +313,10 @@ static void run_tx(mb_ctx *c, const mb_route *r)
             if (body == NULL) {
                 e = MB_E_INTERNAL;
             } else {
-                if (c->resp->binary_body_length > 0)
-                    memcpy(body, c->resp->binary_body, c->resp->binary_body_length);
-                body[c->resp->binary_body_length] = '\0';
+                size_t bl = (r->flags & MB_R_SECRET) ? 0 : c->resp->binary_body_length;
+                if (bl > 0)
+                    memcpy(body, c->resp->binary_body, bl);
+                body[bl] = '\0';
                 const char *p[] = {scope, key, st, body,
                                    u_map_get(c->resp->map_header, "Location")};
                 e = mb_db_exec(&c->db, NULL,

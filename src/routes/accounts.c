@@ -1,5 +1,762 @@
+/* Partner onboarding by the operator, Account settings (users and their
+ * roles, R11) and the partner's audit trail. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "mb_http.h"
 
+static const char *const locations[] = {"partner_center", "pmc", NULL};
+static const char *const levels[] = {"member", "action_pack", "silver", "gold", NULL};
+static const char *const competency_levels[] = {"silver", "gold", NULL};
+
+/* The partner roles in the order they are stored and answered. */
+static const unsigned partner_role_bits[] = {MB_ROLE_GLOBAL_ADMIN, MB_ROLE_USER_ADMIN,
+                                             MB_ROLE_ADMIN_AGENT, MB_ROLE_MPN_PARTNER_ADMIN};
+#define N_PARTNER_ROLES (sizeof(partner_role_bits) / sizeof(partner_role_bits[0]))
+
+static bool verr(mb_verr *e, const char *field, const char *msg)
+{
+    snprintf(e->field, sizeof(e->field), "%s", field);
+    snprintf(e->message, sizeof(e->message), "%s", msg);
+    return false;
+}
+
+/* Puts prefix in front of the field an mb_v_* check named ("global_admin.email"). */
+static bool nested(mb_verr *e, const char *prefix)
+{
+    char field[2 * sizeof(e->field) + 2];
+    snprintf(field, sizeof(field), "%s.%s", prefix, e->field);
+    size_t n = strlen(field);
+    if (n >= sizeof(e->field))
+        n = sizeof(e->field) - 1;
+    memcpy(e->field, field, n);
+    e->field[n] = '\0';
+    return false;
+}
+
+static bool digits(const char *s, int n, int min, int max)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v >= min && v <= max;
+}
+
+/* RFC 3339 date-time: 2025-01-31T12:00:00(.fff)(Z|+hh:mm). PostgreSQL checks
+ * the calendar (February 30th) afterwards. */
+static bool is_date_time(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 20 || n > 35 || !digits(s, 4, 1, 9999) || s[4] != '-' || !digits(s + 5, 2, 1, 12) ||
+        s[7] != '-' || !digits(s + 8, 2, 1, 31) || (s[10] != 'T' && s[10] != 't') ||
+        !digits(s + 11, 2, 0, 23) || s[13] != ':' || !digits(s + 14, 2, 0, 59) || s[16] != ':' ||
+        !digits(s + 17, 2, 0, 60))
+        return false;
+    const char *p = s + 19;
+    if (*p == '.') {
+        p++;
+        const char *f = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == f || p - f > 9)
+            return false;
+    }
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return true;
+    return (*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2, 0, 23) && p[3] == ':' &&
+           digits(p + 4, 2, 0, 59);
+}
+
+/* competencies: [{area, level, expires_at?}], areas unique. *out receives the
+ * array as JSON text for json_to_recordset (free it). */
+static bool parse_competencies(const json_t *body, char **out, bool *present, mb_verr *e)
+{
+    static const char *const known[] = {"area", "level", "expires_at", NULL};
+    json_t *v = json_object_get(body, "competencies");
+    *out = NULL;
+    *present = v != NULL && !json_is_null(v);
+    if (!*present) {
+        *out = strdup("[]");
+        return *out != NULL || verr(e, "competencies", "could not be read");
+    }
+    if (!json_is_array(v))
+        return verr(e, "competencies", "must be an array");
+    if (json_array_size(v) > 50)
+        return verr(e, "competencies", "must have at most 50 items");
+    json_t *norm = json_array();
+    size_t i;
+    json_t *item;
+    json_array_foreach (v, i, item) {
+        char prefix[48];
+        snprintf(prefix, sizeof(prefix), "competencies[%zu]", i);
+        const char *area, *level, *expires;
+        if (!json_is_object(item)) {
+            json_decref(norm);
+            return verr(e, prefix, "must be an object");
+        }
+        if (!mb_v_known(item, known, e) || !mb_v_str(item, "area", true, 1, 100, &area, e) ||
+            !mb_v_enum(item, "level", true, competency_levels, &level, e) ||
+            !mb_v_str(item, "expires_at", false, 20, 35, &expires, e)) {
+            json_decref(norm);
+            return nested(e, prefix);
+        }
+        if (expires != NULL && !is_date_time(expires)) {
+            json_decref(norm);
+            verr(e, "expires_at", "must be an RFC 3339 date-time");
+            return nested(e, prefix);
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(json_string_value(json_object_get(json_array_get(norm, k), "area")), area) ==
+                0) {
+                json_decref(norm);
+                verr(e, "area", "is listed twice");
+                return nested(e, prefix);
+            }
+        json_array_append_new(norm, json_pack("{s:s, s:s, s:o}", "area", area, "level", level,
+                                              "expires_at",
+                                              expires ? json_string(expires) : json_null()));
+    }
+    *out = json_dumps(norm, JSON_COMPACT);
+    json_decref(norm);
+    return *out != NULL || verr(e, "competencies", "could not be read");
+}
+
+/* roles: an array of distinct partner role names. */
+static bool parse_roles(const json_t *body, unsigned *bits, bool *present, mb_verr *e)
+{
+    json_t *v = json_object_get(body, "roles");
+    *bits = 0;
+    *present = v != NULL && !json_is_null(v);
+    if (!*present)
+        return true;
+    if (!json_is_array(v))
+        return verr(e, "roles", "must be an array");
+    size_t i;
+    json_t *item;
+    json_array_foreach (v, i, item) {
+        unsigned bit = json_is_string(item) ? mb_role_bit(json_string_value(item)) : 0;
+        if (bit == 0 || !(bit & MB_ROLES_PARTNER))
+            return verr(e, "roles",
+                        "must hold only global_admin, user_admin, admin_agent, mpn_partner_admin");
+        if (*bits & bit)
+            return verr(e, "roles", "must not list a role twice");
+        *bits |= bit;
+    }
+    return true;
+}
+
+/* JSON array text of the roles in bits, in the canonical order. */
+static void roles_json(unsigned bits, char *out, size_t outlen)
+{
+    size_t o = (size_t)snprintf(out, outlen, "[");
+    for (size_t i = 0; i < N_PARTNER_ROLES && o < outlen; i++)
+        if (bits & partner_role_bits[i])
+            o += (size_t)snprintf(out + o, outlen - o, "%s\"%s\"", o > 1 ? "," : "",
+                                  mb_role_name(partner_role_bits[i]));
+    if (o < outlen)
+        snprintf(out + o, outlen - o, "]");
+}
+
+static unsigned roles_from_pg(const char *arr)
+{
+    /* text[] output: {global_admin,user_admin}; partner role names need no quoting */
+    unsigned bits = 0;
+    for (size_t i = 0; i < N_PARTNER_ROLES; i++) {
+        const char *name = mb_role_name(partner_role_bits[i]);
+        size_t n = strlen(name);
+        for (const char *p = strstr(arr, name); p != NULL; p = strstr(p + 1, name))
+            if ((p[-1] == '{' || p[-1] == ',') && (p[n] == '}' || p[n] == ','))
+                bits |= partner_role_bits[i];
+    }
+    return bits;
+}
+
+static char *dumps(json_t *doc)
+{
+    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    return s;
+}
+
+/* Writes the audit event; on failure answers and returns false. */
+static bool audit(mb_ctx *c, const char *partner_id, const char *action, const char *type,
+                  const char *id, json_t *details)
+{
+    char *d = dumps(details);
+    mb_err e = d ? mb_audit(c, partner_id, action, type, id, d) : MB_E_INTERNAL;
+    free(d);
+    if (e != MB_OK)
+        mb_reply_err(c, e);
+    return e == MB_OK;
+}
+
+static void reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *const *p,
+                      const char *location)
+{
+    if (mb_reply_doc(c, status, sql, n, p, "resource") && location != NULL)
+        mb_set_header(c, "Location", location);
+}
+
+/* --- operator: onboarding and changes ------------------------------------------------------ */
+
+static void partner_onboard(mb_ctx *c)
+{
+    static const char *const known[] = {
+        "mpn_id", "name",         "account_email", "membership_location",
+        "level",  "competencies", "co_sell_ready", "global_admin",
+        NULL};
+    static const char *const ga_known[] = {"email", "display_name", NULL};
+    if (!mb_require(c, MB_ACT_OPERATE))
+        return;
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    mb_verr ve;
+    long long mpn_id = 0;
+    const char *name, *email, *location, *level, *ga_email = NULL, *ga_name = NULL;
+    bool co_sell = false, cs_present, comp_present;
+    char *comps = NULL;
+    json_t *ga = json_object_get(body, "global_admin");
+    bool ok = mb_v_known(body, known, &ve) &&
+              mb_v_int(body, "mpn_id", true, 1, 999999999999LL, &mpn_id, NULL, &ve) &&
+              mb_v_str(body, "name", true, 1, 200, &name, &ve) &&
+              mb_v_email(body, "account_email", true, &email, &ve) &&
+              mb_v_enum(body, "membership_location", true, locations, &location, &ve) &&
+              mb_v_enum(body, "level", true, levels, &level, &ve) &&
+              parse_competencies(body, &comps, &comp_present, &ve) &&
+              mb_v_bool(body, "co_sell_ready", false, &co_sell, &cs_present, &ve);
+    if (ok && !json_is_object(ga))
+        ok = verr(&ve, "global_admin", ga ? "must be an object" : "is required");
+    if (ok && !(mb_v_known(ga, ga_known, &ve) && mb_v_email(ga, "email", true, &ga_email, &ve) &&
+                mb_v_str(ga, "display_name", true, 1, 200, &ga_name, &ve)))
+        ok = nested(&ve, "global_admin");
+    if (!ok) {
+        free(comps);
+        json_decref(body);
+        mb_reply_verr(c, &ve);
+        return;
+    }
+
+    char mpn[24], pid[40] = "", uid[40] = "";
+    snprintf(mpn, sizeof(mpn), "%lld", mpn_id);
+    const char *p[] = {mpn, name, email, location, level, co_sell ? "true" : "false"};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "INSERT INTO partners (mpn_id, name, account_email, membership_location, "
+                          "level, co_sell_ready) VALUES ($1::bigint, $2, $3, $4, $5, $6::boolean) "
+                          "RETURNING id",
+                          6, p);
+    if (e == MB_OK) {
+        snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        const char *pc[] = {pid, comps};
+        e = mb_db_exec(&c->db, NULL,
+                       "INSERT INTO partner_competencies (partner_id, area, level, expires_at) "
+                       "SELECT $1::uuid, x.area, x.level, x.expires_at "
+                       "FROM json_to_recordset($2::json) AS x (area text, level text, "
+                       "expires_at timestamptz)",
+                       2, pc);
+    }
+    if (e == MB_OK) {
+        const char *pu[] = {pid, ga_email, ga_name};
+        e = mb_db_exec(&c->db, &r,
+                       "INSERT INTO users (partner_id, email, display_name, roles) "
+                       "VALUES ($1::uuid, $2, $3, '{global_admin}') RETURNING id",
+                       3, pu);
+        if (e == MB_OK) {
+            snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
+            PQclear(r);
+        }
+    }
+    free(comps);
+    if (e == MB_E_CONFLICT && strcmp(c->db.constraint, "partners_mpn_id_key") == 0) {
+        mb_reply_problem(c, MB_E_CONFLICT, "A partner with MPN id %lld is already onboarded.",
+                         mpn_id);
+    } else if (e == MB_E_VALIDATION && strncmp(c->db.sqlstate, "22", 2) == 0) {
+        json_decref(body);
+        mb_reply_verr(c, &(mb_verr){.field = "competencies",
+                                    .message = "holds a date-time that does not exist"});
+        return;
+    } else if (e != MB_OK) {
+        mb_reply_err(c, e);
+    } else if (audit(c, pid, "partner.onboarded", "partner", pid,
+                     json_pack("{s:I, s:s, s:s, s:s, s:s}", "mpn_id", (json_int_t)mpn_id, "name",
+                               name, "membership_location", location, "level", level,
+                               "global_admin_user_id", uid))) {
+        char loc[80];
+        snprintf(loc, sizeof(loc), "/v1/partners/%s", pid);
+        const char *pd[] = {pid, uid};
+        reply_doc(c, 201,
+                  "SELECT (p.doc::jsonb || jsonb_build_object('global_admin', u.doc::jsonb))::text "
+                  "FROM partner_docs p, user_docs u WHERE p.id = $1::uuid AND u.id = $2::uuid",
+                  2, pd, loc);
+    }
+    json_decref(body);
+}
+
+static void partner_update(mb_ctx *c)
+{
+    static const char *const known[] = {"name",  "account_email", "membership_location",
+                                        "level", "competencies",  "co_sell_ready",
+                                        NULL};
+    if (!mb_require(c, MB_ACT_OPERATE))
+        return;
+    if (!mb_is_uuid(c->param[0])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+        return;
+    }
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    mb_verr ve;
+    const char *name, *email, *location, *level;
+    bool co_sell = false, cs_present = false, comp_present = false;
+    char *comps = NULL;
+    bool ok = mb_v_known(body, known, &ve) && mb_v_str(body, "name", false, 1, 200, &name, &ve) &&
+              mb_v_email(body, "account_email", false, &email, &ve) &&
+              mb_v_enum(body, "membership_location", false, locations, &location, &ve) &&
+              mb_v_enum(body, "level", false, levels, &level, &ve) &&
+              parse_competencies(body, &comps, &comp_present, &ve) &&
+              mb_v_bool(body, "co_sell_ready", false, &co_sell, &cs_present, &ve);
+    if (ok && !name && !email && !location && !level && !comp_present && !cs_present)
+        ok = verr(&ve, "body", "must change at least one field");
+    if (!ok) {
+        free(comps);
+        json_decref(body);
+        mb_reply_verr(c, &ve);
+        return;
+    }
+
+    /* The row lock serialises changes of the partner with user changes. */
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT membership_location, level FROM partners WHERE id = $1::uuid "
+                          "FOR NO KEY UPDATE",
+                          1, c->param);
+    if (e != MB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        free(comps);
+        json_decref(body);
+        if (e != MB_OK)
+            mb_reply_err(c, e);
+        else
+            mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+        return;
+    }
+    char old_location[16], old_level[16];
+    snprintf(old_location, sizeof(old_location), "%s", PQgetvalue(r, 0, 0));
+    snprintf(old_level, sizeof(old_level), "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    /* Moving to Partner Center is one way: the data left PMC. */
+    if (location && strcmp(location, "pmc") == 0 && strcmp(old_location, "partner_center") == 0) {
+        free(comps);
+        json_decref(body);
+        mb_reply_problem(c, MB_E_CONFLICT,
+                         "This partner's membership has moved to Partner Center; it cannot move "
+                         "back to PMC.");
+        return;
+    }
+
+    /* R9: the marketing contact's email must stay different from the
+     * account email, whichever of the two changes. */
+    if (email != NULL) {
+        const char *pm[] = {c->param[0], email};
+        e = mb_db_exec(&c->db, &r,
+                       "SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid "
+                       "AND lower(email) = lower($2)",
+                       2, pm);
+        bool clash = e == MB_OK && PQntuples(r) > 0;
+        PQclear(r);
+        if (e != MB_OK || clash) {
+            free(comps);
+            json_decref(body);
+            if (e != MB_OK)
+                mb_reply_err(c, e);
+            else
+                mb_reply_problem(c, MB_E_CONTACT_EMAIL_CONFLICT,
+                                 "The account email must differ from the marketing contact's "
+                                 "email: change the marketing contact first.");
+            return;
+        }
+    }
+
+    const char *p[] = {c->param[0], name,  email,
+                       location,    level, cs_present ? (co_sell ? "true" : "false") : NULL};
+    e = mb_db_exec(&c->db, NULL,
+                   "UPDATE partners SET name = COALESCE($2, name), "
+                   "account_email = COALESCE($3, account_email), "
+                   "membership_location = COALESCE($4, membership_location), "
+                   "level = COALESCE($5, level), "
+                   "co_sell_ready = COALESCE($6::boolean, co_sell_ready), updated_at = now() "
+                   "WHERE id = $1::uuid",
+                   6, p);
+    if (e == MB_OK && comp_present) {
+        const char *pc[] = {c->param[0], comps};
+        e = mb_db_exec(&c->db, NULL, "DELETE FROM partner_competencies WHERE partner_id = $1::uuid",
+                       1, pc);
+        if (e == MB_OK)
+            e = mb_db_exec(&c->db, NULL,
+                           "INSERT INTO partner_competencies (partner_id, area, level, expires_at) "
+                           "SELECT $1::uuid, x.area, x.level, x.expires_at "
+                           "FROM json_to_recordset($2::json) AS x (area text, level text, "
+                           "expires_at timestamptz)",
+                           2, pc);
+    }
+    free(comps);
+    if (e == MB_E_VALIDATION && strncmp(c->db.sqlstate, "22", 2) == 0) {
+        json_decref(body);
+        mb_reply_verr(c, &(mb_verr){.field = "competencies",
+                                    .message = "holds a date-time that does not exist"});
+        return;
+    }
+    if (e != MB_OK) {
+        json_decref(body);
+        mb_reply_err(c, e);
+        return;
+    }
+
+    /* What changed: the fields sent; from/to of the location and the level. */
+    json_t *changed = json_array();
+    for (size_t i = 0; known[i] != NULL; i++)
+        if (json_object_get(body, known[i]) != NULL &&
+            !json_is_null(json_object_get(body, known[i])))
+            json_array_append_new(changed, json_string(known[i]));
+    json_t *details = json_pack("{s:o}", "changed", changed);
+    if (location)
+        json_object_set_new(details, "membership_location",
+                            json_pack("{s:s, s:s}", "from", old_location, "to", location));
+    if (level)
+        json_object_set_new(details, "level",
+                            json_pack("{s:s, s:s}", "from", old_level, "to", level));
+    json_decref(body);
+    if (audit(c, c->param[0], "partner.updated", "partner", c->param[0], details))
+        reply_doc(c, 200, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1, c->param, NULL);
+}
+
+/* --- users (R11) ------------------------------------------------------------------------------ */
+
+static void users_list(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_READ))
+        return;
+    int limit;
+    char after[64];
+    if (!mb_page_args(c, &limit, after, sizeof(after), false))
+        return;
+    if (!mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM user_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
+                  2, p, limit);
+}
+
+static void user_get(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    if (!mb_is_uuid(c->param[1])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
+        return;
+    }
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
+                 2, c->param, "user");
+}
+
+static const char only_ga_grants[] =
+    "Only a Global admin can grant or remove the global_admin role. Ask your Global admin.";
+
+static void user_create(mb_ctx *c)
+{
+    static const char *const known[] = {"email", "display_name", "roles", NULL};
+    if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    mb_verr ve;
+    const char *email, *name;
+    unsigned roles = 0;
+    bool roles_present;
+    if (!mb_v_known(body, known, &ve) || !mb_v_email(body, "email", true, &email, &ve) ||
+        !mb_v_str(body, "display_name", true, 1, 200, &name, &ve) ||
+        !parse_roles(body, &roles, &roles_present, &ve)) {
+        json_decref(body);
+        mb_reply_verr(c, &ve);
+        return;
+    }
+    if ((roles & MB_ROLE_GLOBAL_ADMIN) && !(c->who.roles & MB_ROLE_GLOBAL_ADMIN)) {
+        json_decref(body);
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", only_ga_grants);
+        return;
+    }
+    char rj[128];
+    roles_json(roles, rj, sizeof(rj));
+    const char *p[] = {c->param[0], email, name, rj};
+    PGresult *r = NULL;
+    mb_err e =
+        mb_db_exec(&c->db, &r,
+                   "INSERT INTO users (partner_id, email, display_name, roles) "
+                   "VALUES ($1::uuid, $2, $3, ARRAY(SELECT json_array_elements_text($4::json))) "
+                   "RETURNING id",
+                   4, p);
+    if (e == MB_E_CONFLICT && strcmp(c->db.constraint, "users_partner_email_uq") == 0) {
+        mb_reply_problem(c, MB_E_CONFLICT,
+                         "A user with the email %s already exists in this partner's account.",
+                         email);
+        json_decref(body);
+        return;
+    }
+    if (e != MB_OK) {
+        json_decref(body);
+        mb_reply_err(c, e);
+        return;
+    }
+    char uid[40];
+    snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    json_t *details = json_pack("{s:s, s:o}", "email", email, "roles", json_loads(rj, 0, NULL));
+    json_decref(body);
+    if (!audit(c, c->param[0], "user.created", "user", uid, details))
+        return;
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/v1/partners/%s/users/%s", c->param[0], uid);
+    const char *pd[] = {uid};
+    reply_doc(c, 201, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1, pd, loc);
+}
+
+/* Locks the partner (every change of its users' roles goes through this
+ * lock, so two requests cannot each remove one of the last two Global admins)
+ * and loads the user. Answers and returns false on failure. */
+static bool lock_and_load_user(mb_ctx *c, unsigned *roles, char *email, size_t emaillen)
+{
+    if (!mb_is_uuid(c->param[1])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
+        return false;
+    }
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(
+        &c->db, NULL, "SELECT 1 FROM partners WHERE id = $1::uuid FOR NO KEY UPDATE", 1, c->param);
+    if (e == MB_OK)
+        e = mb_db_exec(
+            &c->db, &r,
+            "SELECT roles, email FROM users WHERE partner_id = $1::uuid AND id = $2::uuid", 2,
+            c->param);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
+        return false;
+    }
+    *roles = roles_from_pg(PQgetvalue(r, 0, 0));
+    snprintf(email, emaillen, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return true;
+}
+
+/* True when another user of the partner is a Global admin. */
+static bool other_global_admin(mb_ctx *c, bool *yes)
+{
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT EXISTS (SELECT 1 FROM users WHERE partner_id = $1::uuid "
+                          "AND id <> $2::uuid AND 'global_admin' = ANY (roles))",
+                          2, c->param);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    *yes = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return true;
+}
+
+static void user_update(mb_ctx *c)
+{
+    static const char *const known[] = {"display_name", "roles", NULL};
+    if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    mb_verr ve;
+    const char *name;
+    unsigned roles = 0, old_roles = 0;
+    bool roles_present;
+    bool ok = mb_v_known(body, known, &ve) &&
+              mb_v_str(body, "display_name", false, 1, 200, &name, &ve) &&
+              parse_roles(body, &roles, &roles_present, &ve);
+    if (ok && name == NULL && !roles_present)
+        ok = verr(&ve, "body", "must change display_name or roles");
+    if (!ok) {
+        json_decref(body);
+        mb_reply_verr(c, &ve);
+        return;
+    }
+    char email[256];
+    if (!lock_and_load_user(c, &old_roles, email, sizeof(email))) {
+        json_decref(body);
+        return;
+    }
+    bool was_ga = old_roles & MB_ROLE_GLOBAL_ADMIN;
+    bool is_ga = roles_present ? (roles & MB_ROLE_GLOBAL_ADMIN) : was_ga;
+    if (was_ga != is_ga && !(c->who.roles & MB_ROLE_GLOBAL_ADMIN)) {
+        json_decref(body);
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", only_ga_grants);
+        return;
+    }
+    bool others = true;
+    if (was_ga && !is_ga && !other_global_admin(c, &others)) {
+        json_decref(body);
+        return;
+    }
+    if (!others) {
+        json_decref(body);
+        mb_reply_problem(c, MB_E_CONFLICT,
+                         "This user is the partner's last Global admin: make another user Global "
+                         "admin first.");
+        return;
+    }
+    char rj[128], old_rj[128];
+    roles_json(roles, rj, sizeof(rj));
+    roles_json(old_roles, old_rj, sizeof(old_rj));
+    const char *p[] = {c->param[0], c->param[1], name, roles_present ? rj : NULL};
+    mb_err e = mb_db_exec(&c->db, NULL,
+                          "UPDATE users SET display_name = COALESCE($3, display_name), "
+                          "roles = CASE WHEN $4::json IS NULL THEN roles "
+                          "ELSE ARRAY(SELECT json_array_elements_text($4::json)) END, "
+                          "updated_at = now() WHERE partner_id = $1::uuid AND id = $2::uuid",
+                          4, p);
+    if (e != MB_OK) {
+        json_decref(body);
+        mb_reply_err(c, e);
+        return;
+    }
+    json_t *changed = json_array();
+    if (name)
+        json_array_append_new(changed, json_string("display_name"));
+    if (roles_present)
+        json_array_append_new(changed, json_string("roles"));
+    json_t *details = json_pack("{s:o}", "changed", changed);
+    if (roles_present)
+        json_object_set_new(details, "roles",
+                            json_pack("{s:o, s:o}", "from", json_loads(old_rj, 0, NULL), "to",
+                                      json_loads(rj, 0, NULL)));
+    json_decref(body);
+    if (audit(c, c->param[0], "user.updated", "user", c->param[1], details))
+        reply_doc(c, 200, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1, c->param + 1, NULL);
+}
+
+static void user_delete(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    unsigned roles = 0;
+    char email[256];
+    if (!lock_and_load_user(c, &roles, email, sizeof(email)))
+        return;
+    if (roles & MB_ROLE_GLOBAL_ADMIN) {
+        bool others = true;
+        if (!(c->who.roles & MB_ROLE_GLOBAL_ADMIN)) {
+            mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", only_ga_grants);
+            return;
+        }
+        if (!other_global_admin(c, &others))
+            return;
+        if (!others) {
+            mb_reply_problem(c, MB_E_CONFLICT,
+                             "This user is the partner's last Global admin and cannot be removed: "
+                             "make another user Global admin first.");
+            return;
+        }
+    }
+    static const char contact_detail[] =
+        "This user is the company marketing contact: change the marketing contact first, then "
+        "remove the user.";
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid "
+                          "AND user_id = $2::uuid",
+                          2, c->param);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    bool contact = PQntuples(r) > 0;
+    PQclear(r);
+    if (contact) {
+        mb_reply_problem(c, MB_E_CONFLICT, "%s", contact_detail);
+        return;
+    }
+    /* Release the seats first (the trigger gives them back to their
+     * benefits), so the audit event can say which. */
+    e = mb_db_exec(&c->db, &r,
+                   "WITH s AS (DELETE FROM seat_assignments WHERE user_id = $1::uuid "
+                   "RETURNING benefit_id) "
+                   "SELECT COALESCE(json_agg(benefit_id ORDER BY benefit_id), '[]')::text FROM s",
+                   1, c->param + 1);
+    json_t *released = NULL;
+    if (e == MB_OK) {
+        released = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        PQclear(r);
+        e = mb_db_exec(&c->db, NULL,
+                       "DELETE FROM users WHERE partner_id = $1::uuid AND id = $2::uuid", 2,
+                       c->param);
+    }
+    if (e == MB_E_VALIDATION && strcmp(c->db.constraint, "marketing_contacts_user_id_fkey") == 0) {
+        /* made the marketing contact meanwhile */
+        json_decref(released);
+        mb_reply_problem(c, MB_E_CONFLICT, "%s", contact_detail);
+        return;
+    }
+    if (e != MB_OK) {
+        json_decref(released);
+        mb_reply_err(c, e);
+        return;
+    }
+    if (audit(c, c->param[0], "user.deleted", "user", c->param[1],
+              json_pack("{s:s, s:o}", "email", email, "released_seats",
+                        released ? released : json_array())))
+        mb_reply_empty(c, 204);
+}
+
+/* --- audit trail --------------------------------------------------------------------------- */
+
+static void audit_list(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_AUDIT))
+        return;
+    int limit;
+    char after[64];
+    if (!mb_page_args(c, &limit, after, sizeof(after), true))
+        return;
+    if (!mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM audit_event_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::bigint IS NULL OR id < $2::bigint) "
+                  "ORDER BY id DESC LIMIT $3::int",
+                  2, p, limit);
+}
+
 const mb_route mb_routes_accounts[] = {
+    {"POST", "/v1/admin/partners", partner_onboard, MB_R_TX | MB_R_BODY},
+    {"PATCH", "/v1/admin/partners/:partnerId", partner_update, MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/users", users_list, 0},
+    {"POST", "/v1/partners/:partnerId/users", user_create, MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/users/:userId", user_get, 0},
+    {"PATCH", "/v1/partners/:partnerId/users/:userId", user_update, MB_R_TX | MB_R_BODY},
+    {"DELETE", "/v1/partners/:partnerId/users/:userId", user_delete, MB_R_TX},
+    {"GET", "/v1/partners/:partnerId/audit-events", audit_list, 0},
     {NULL, NULL, NULL, 0},
 };

@@ -1,5 +1,602 @@
+/* Technical and Go-To-Market activations (R8, R9): the partner's request,
+ * the operator's queue, completion and rejection; and the support requests
+ * that use an active technical benefit (R8). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "mb_http.h"
+#include "mb_store.h"
+
+/* R1: technical activation of a partner still in PMC goes through Partner
+ * Frontline, not through PMC's benefits pages. */
+static const char pmc_technical[] =
+    "This partner's membership is still in Partner Membership Center (PMC): technical benefits "
+    "are activated and used through Partner Frontline until you are invited to move to Partner "
+    "Center.";
+
+static const char *const no_fields[] = {NULL};
+
+static bool is_technical(const mb_benefit *b)
+{
+    return strcmp(b->category, "technical") == 0;
+}
+
+static bool is_gtm(const mb_benefit *b)
+{
+    return strcmp(b->category, "go_to_market") == 0;
+}
+
+/* Parses an optional empty body: "{}" or nothing. Answers on failure. */
+static bool empty_body(mb_ctx *c)
+{
+    json_t *body = mb_body(c, true);
+    if (body == NULL)
+        return false;
+    mb_verr verr;
+    bool ok = mb_v_known(body, no_fields, &verr);
+    json_decref(body);
+    if (!ok)
+        mb_reply_verr(c, &verr);
+    return ok;
+}
+
+/* Loads the benefit (404 when it is not the partner's); answers on failure. */
+static bool load_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
+{
+    return mb_load_url_benefit(c, for_update, b);
+}
+
+static void reply_closed(mb_ctx *c, const mb_benefit *b)
+{
+    mb_reply_problem(c, MB_E_BENEFIT_EXPIRED,
+                     "This benefit is %s and can no longer be used; buy or renew a package to "
+                     "get it again.",
+                     b->status);
+}
+
+/* One document of a view by id; answers 404 when there is none. */
+static void reply_doc(mb_ctx *c, int status, const char *sql, const char *id, const char *what)
+{
+    const char *p[] = {id};
+    mb_reply_doc(c, status, sql, 1, p, what);
+}
+
+/* --- Go-To-Market eligibility (R9) ------------------------------------------------------ */
+
+/* Answers 409/422 and returns false when the partner may not activate the
+ * offer: a marketing contact first, then what the offer requires. */
+static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
+{
+    const char *p[] = {c->param[0]};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(
+        &c->db, &r,
+        "SELECT EXISTS (SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid), "
+        "EXISTS (SELECT 1 FROM partner_competencies WHERE partner_id = $1::uuid "
+        "        AND level IN ('silver', 'gold') AND (expires_at IS NULL OR expires_at > now())), "
+        "EXISTS (SELECT 1 FROM partner_competencies WHERE partner_id = $1::uuid "
+        "        AND level = 'gold' AND (expires_at IS NULL OR expires_at > now())), "
+        "co_sell_ready FROM partners WHERE id = $1::uuid",
+        1, p);
+    if (e != MB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        mb_reply_err(c, e != MB_OK ? e : MB_E_NOT_FOUND);
+        return false;
+    }
+    bool contact = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    bool silver = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+    bool gold = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+    bool co_sell = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+    PQclear(r);
+    if (!contact) {
+        mb_reply_problem(c, MB_E_CONTACT_REQUIRED,
+                         "Assign a company marketing contact first (PUT /v1/partners/%s/"
+                         "marketing-contact), then activate the Go-To-Market offer.",
+                         c->param[0]);
+        return false;
+    }
+    const char *req = b->offer_requirement;
+    const char *missing = NULL, *text = NULL;
+    if (strcmp(req, "silver_competency") == 0 && !silver) {
+        missing = req;
+        text = "a silver (or gold) competency that has not expired";
+    } else if (strcmp(req, "gold_competency") == 0 && !gold) {
+        missing = req;
+        text = "a gold competency that has not expired";
+    } else if (strcmp(req, "co_sell_ready") == 0 && !co_sell) {
+        missing = req;
+        text = "ISV co-sell ready status";
+    }
+    if (missing != NULL) {
+        mb_reply_problem_x(c, MB_E_NOT_ELIGIBLE, json_pack("{s:[s]}", "missing", missing),
+                           "This offer needs %s; the partner does not have it.", text);
+        return false;
+    }
+    return true;
+}
+
+/* --- POST /v1/partners/{p}/benefits/{b}/activation ----------------------------------------- */
+
+static void activation_create(mb_ctx *c)
+{
+    if (!mb_partner_gate(c, c->param[0], false, NULL))
+        return;
+    mb_benefit b;
+    /* The lock serialises activation requests of the same benefit. */
+    if (!load_benefit(c, true, &b))
+        return;
+    if (is_technical(&b)) {
+        if (!mb_require(c, MB_ACT_TECHNICAL) ||
+            !mb_partner_gate(c, c->param[0], true, pmc_technical))
+            return;
+    } else if (is_gtm(&b)) {
+        if (!mb_require(c, MB_ACT_MARKETING) || !mb_partner_gate(c, c->param[0], true, NULL))
+            return;
+    } else {
+        if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], true, NULL))
+            return;
+        mb_reply_problem_x(c, MB_E_VALIDATION,
+                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
+                                     "not a technical or Go-To-Market benefit"),
+                           "Activation applies to technical and Go-To-Market benefits; this is "
+                           "a %s benefit.",
+                           b.category);
+        return;
+    }
+    if (!empty_body(c))
+        return;
+    if (mb_benefit_closed(&b)) {
+        reply_closed(c, &b);
+        return;
+    }
+    PGresult *r = NULL;
+    const char *pl[] = {b.id};
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT id::text, status FROM activations WHERE benefit_id = $1::uuid "
+                          "AND status IN ('pending', 'active')",
+                          1, pl);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    if (PQntuples(r) > 0) {
+        mb_reply_problem(c, MB_E_ACTIVATION_EXISTS,
+                         "This benefit already has a %s activation: "
+                         "/v1/partners/%s/activations/%s.",
+                         PQgetvalue(r, 0, 1), c->param[0], PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return;
+    }
+    PQclear(r);
+    if (is_gtm(&b) && !gtm_allowed(c, &b))
+        return;
+
+    const char *pi[] = {c->param[0], b.id, b.category, mb_actor(c)};
+    e = mb_db_exec(&c->db, &r,
+                   "INSERT INTO activations (partner_id, benefit_id, kind, requested_by) "
+                   "VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
+                   4, pi);
+    if (e == MB_E_CONFLICT && strcmp(c->db.constraint, "activations_live_uq") == 0) {
+        mb_reply_problem(c, MB_E_ACTIVATION_EXISTS,
+                         "This benefit already has a pending or active activation.");
+        return;
+    }
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    char id[40];
+    snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    e = mb_db_exec(&c->db, NULL, "UPDATE benefits SET status = 'pending' WHERE id = $1::uuid", 1,
+                   pl);
+    char details[128];
+    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", b.id,
+             b.category);
+    if (e == MB_OK)
+        e = mb_audit(c, c->param[0], "activation.requested", "activation", id, details);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    reply_doc(c, 202, "SELECT doc FROM activation_docs WHERE id = $1::uuid", id, "activation");
+    char loc[128];
+    snprintf(loc, sizeof(loc), "/v1/partners/%s/activations/%s", c->param[0], id);
+    mb_set_header(c, "Location", loc);
+    /* Processing takes days: a day is a fair first poll. */
+    mb_set_header(c, "Retry-After", "86400");
+}
+
+/* --- GET /v1/partners/{p}/activations/{id} ---------------------------------------------------- */
+
+static void activation_get(mb_ctx *c)
+{
+    bool op = (c->who.roles & MB_ROLE_OPERATOR) != 0;
+    if (!op && !mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) &&
+        !mb_roles_allow(c->who.roles, MB_ACT_MARKETING)) {
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE,
+                         "Activations are available to Global admin and MPN partner admin "
+                         "only. Ask your Global admin.");
+        return;
+    }
+    if (!mb_partner_gate(c, c->param[0], true, NULL))
+        return;
+    if (!mb_is_uuid(c->param[1])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
+        return;
+    }
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM activation_docs WHERE partner_id = $1::uuid "
+                 "AND id = $2::uuid",
+                 2, c->param, "activation");
+}
+
+/* --- operator: GET /v1/admin/activations ----------------------------------------------------- */
+
+static const char *const activation_states[] = {"pending", "active", "rejected", NULL};
+
+static void admin_activations_list(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_OPERATE))
+        return;
+    const char *status = mb_query(c, "status");
+    bool known = status == NULL;
+    for (size_t i = 0; !known && activation_states[i]; i++)
+        known = strcmp(activation_states[i], status) == 0;
+    if (!known) {
+        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
+                                                         "status", "message", "unknown"),
+                           "Query 'status' must be one of: pending, active, rejected.");
+        return;
+    }
+    int limit;
+    char after[64];
+    if (!mb_page_args(c, &limit, after, sizeof(after), false))
+        return;
+    const char *p[] = {status, after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM activation_docs "
+                  "WHERE ($1::text IS NULL OR status = $1) "
+                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
+                  2, p, limit);
+}
+
+/* Locks the activation; answers 404 or 409 not-pending and returns false. */
+static bool lock_pending(mb_ctx *c, char partner[40], char benefit[40])
+{
+    if (!mb_is_uuid(c->param[0])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
+        return false;
+    }
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT status, partner_id::text, benefit_id::text FROM activations "
+                          "WHERE id = $1::uuid FOR UPDATE",
+                          1, c->param);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
+        return false;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "pending") != 0) {
+        mb_reply_problem(c, MB_E_NOT_PENDING, "This activation is already %s.",
+                         PQgetvalue(r, 0, 0));
+        PQclear(r);
+        return false;
+    }
+    snprintf(partner, 40, "%s", PQgetvalue(r, 0, 1));
+    snprintf(benefit, 40, "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return true;
+}
+
+/* --- operator: POST /v1/admin/activations/{id}/complete -------------------------------------- */
+
+static void admin_activation_complete(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_OPERATE) || !empty_body(c))
+        return;
+    char partner[40], benefit_id[40];
+    if (!lock_pending(c, partner, benefit_id))
+        return;
+    mb_benefit b;
+    mb_err e = mb_benefit_load(&c->db, partner, benefit_id, true, &b);
+    if (e != MB_OK) {
+        mb_reply_err(c, e == MB_E_NOT_FOUND ? MB_E_INTERNAL : e);
+        return;
+    }
+    if (mb_benefit_closed(&b)) {
+        mb_reply_problem(c, MB_E_BENEFIT_EXPIRED,
+                         "The benefit of this activation is %s; reject the activation instead.",
+                         b.status);
+        return;
+    }
+    /* Technical: an Access ID and a Contract ID from 64 random bits each (not
+     * guessable, unique columns on benefits). Go-To-Market: the offer's
+     * duration from the catalog. */
+    const char *p[] = {c->param[0], mb_actor(c)};
+    PGresult *r = NULL;
+    e = mb_db_exec(
+        &c->db, &r,
+        "UPDATE activations a SET status = 'active', processed_by = $2, processed_at = now(), "
+        "access_id = CASE WHEN a.kind = 'technical' "
+        "  THEN 'AID-' || upper(encode(gen_random_bytes(8), 'hex')) END, "
+        "contract_id = CASE WHEN a.kind = 'technical' "
+        "  THEN 'CTR-' || upper(encode(gen_random_bytes(8), 'hex')) END, "
+        "expires_at = CASE WHEN a.kind = 'go_to_market' AND p.offer_duration_days IS NOT NULL "
+        "  THEN now() + make_interval(days => p.offer_duration_days) END "
+        "FROM benefits b JOIN products p ON p.id = b.product_id "
+        "WHERE a.id = $1::uuid AND b.id = a.benefit_id "
+        "RETURNING a.benefit_id::text, a.access_id, a.contract_id, a.expires_at::text",
+        2, p);
+    if (e != MB_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
+        return;
+    }
+    const char *pb[] = {PQgetvalue(r, 0, 0), PQgetisnull(r, 0, 1) ? NULL : PQgetvalue(r, 0, 1),
+                        PQgetisnull(r, 0, 2) ? NULL : PQgetvalue(r, 0, 2),
+                        PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3)};
+    e = mb_db_exec(&c->db, NULL,
+                   "UPDATE benefits SET status = 'active', activated_at = now(), access_id = $2, "
+                   "contract_id = $3, expires_at = $4::timestamptz WHERE id = $1::uuid",
+                   4, pb);
+    PQclear(r);
+    if (e == MB_E_CONFLICT) {
+        /* 64 random bits collided: let the operator retry. */
+        mb_reply_problem(c, MB_E_CONFLICT, "Could not issue unique identifiers; retry.");
+        return;
+    }
+    char details[128];
+    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", benefit_id,
+             b.category);
+    if (e == MB_OK)
+        e = mb_audit(c, partner, "activation.completed", "activation", c->param[0], details);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    reply_doc(c, 200, "SELECT doc FROM activation_docs WHERE id = $1::uuid", c->param[0],
+              "activation");
+}
+
+/* --- operator: POST /v1/admin/activations/{id}/reject ---------------------------------------- */
+
+static void admin_activation_reject(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_OPERATE))
+        return;
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    static const char *const fields[] = {"reason", NULL};
+    mb_verr verr;
+    const char *reason = NULL;
+    if (!mb_v_known(body, fields, &verr) || !mb_v_str(body, "reason", true, 1, 500, &reason, &verr)) {
+        json_decref(body);
+        mb_reply_verr(c, &verr);
+        return;
+    }
+    char partner[40], benefit_id[40];
+    if (!lock_pending(c, partner, benefit_id)) {
+        json_decref(body);
+        return;
+    }
+    const char *p[] = {c->param[0], mb_actor(c), reason, benefit_id};
+    mb_err e = mb_db_exec(&c->db, NULL,
+                          "UPDATE activations SET status = 'rejected', processed_by = $2, "
+                          "processed_at = now(), reason = $3 WHERE id = $1::uuid",
+                          3, p);
+    json_decref(body);
+    /* The benefit can be activated again. */
+    if (e == MB_OK)
+        e = mb_db_exec(&c->db, NULL,
+                       "UPDATE benefits SET status = 'available' WHERE id = $1::uuid "
+                       "AND status = 'pending'",
+                       1, p + 3);
+    char details[96];
+    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\"}", benefit_id);
+    if (e == MB_OK)
+        e = mb_audit(c, partner, "activation.rejected", "activation", c->param[0], details);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    reply_doc(c, 200, "SELECT doc FROM activation_docs WHERE id = $1::uuid", c->param[0],
+              "activation");
+}
+
+/* --- support requests (R8) ----------------------------------------------------------------- */
+
+static const char *const request_types[] = {"cloud_on_behalf_of_customer", "on_premises",
+                                            "presales_deployment", "advisory_hours", NULL};
+
+/* The caller may use technical benefits of the partner, which is in Partner
+ * Center; answers and returns false otherwise. Operators may read. */
+static bool technical_gate(mb_ctx *c, bool read)
+{
+    bool op = read && (c->who.roles & MB_ROLE_OPERATOR) != 0;
+    if (!op && !mb_require(c, MB_ACT_TECHNICAL))
+        return false;
+    return mb_partner_gate(c, c->param[0], true, pmc_technical);
+}
+
+static bool require_technical(mb_ctx *c, const mb_benefit *b)
+{
+    if (is_technical(b))
+        return true;
+    mb_reply_problem_x(c, MB_E_VALIDATION,
+                       json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
+                                 "not a technical benefit"),
+                       "Support requests apply to technical benefits; this is a %s benefit.",
+                       b->category);
+    return false;
+}
+
+static void support_list(mb_ctx *c)
+{
+    if (!technical_gate(c, true))
+        return;
+    int limit;
+    char after[64];
+    if (!mb_page_args(c, &limit, after, sizeof(after), false))
+        return;
+    mb_benefit b;
+    if (!load_benefit(c, false, &b) || !require_technical(c, &b))
+        return;
+    const char *p[] = {b.id, after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM support_request_docs "
+                  "WHERE benefit_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "
+                  "ORDER BY id LIMIT $3::int",
+                  2, p, limit);
+}
+
+static void support_get(mb_ctx *c)
+{
+    if (!technical_gate(c, true))
+        return;
+    mb_benefit b;
+    if (!load_benefit(c, false, &b) || !require_technical(c, &b))
+        return;
+    if (!mb_is_uuid(c->param[2])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such support request.");
+        return;
+    }
+    const char *p[] = {b.id, c->param[2]};
+    mb_reply_doc(c, 200,
+                 "SELECT doc FROM support_request_docs WHERE benefit_id = $1::uuid "
+                 "AND id = $2::uuid",
+                 2, p, "support request");
+}
+
+static void support_create(mb_ctx *c)
+{
+    if (!technical_gate(c, false))
+        return;
+    json_t *body = mb_body(c, false);
+    if (body == NULL)
+        return;
+    static const char *const fields[] = {"type", "customer_tenant_id", "hours", "description",
+                                         NULL};
+    mb_verr verr;
+    const char *type = NULL, *tenant = NULL, *desc = NULL;
+    long long hours = 0;
+    bool has_hours = false;
+    bool ok = mb_v_known(body, fields, &verr) &&
+              mb_v_enum(body, "type", true, request_types, &type, &verr) &&
+              mb_v_uuid(body, "customer_tenant_id", false, &tenant, &verr) &&
+              mb_v_int(body, "hours", false, 1, 1000, &hours, &has_hours, &verr) &&
+              mb_v_str(body, "description", false, 0, 2000, &desc, &verr);
+    if (ok && strcmp(type, "cloud_on_behalf_of_customer") == 0 && tenant == NULL) {
+        snprintf(verr.field, sizeof(verr.field), "customer_tenant_id");
+        snprintf(verr.message, sizeof(verr.message),
+                 "is required for a cloud product on behalf of a customer");
+        ok = false;
+    }
+    if (ok && strcmp(type, "advisory_hours") == 0 && !has_hours) {
+        snprintf(verr.field, sizeof(verr.field), "hours");
+        snprintf(verr.message, sizeof(verr.message), "is required for advisory hours");
+        ok = false;
+    }
+    if (!ok) {
+        json_decref(body);
+        mb_reply_verr(c, &verr);
+        return;
+    }
+    char type_s[32];
+    snprintf(type_s, sizeof(type_s), "%s", type);
+    mb_benefit b;
+    /* The lock serialises every use of the benefit; the CHECK on benefits.used
+     * is the last word. */
+    if (!load_benefit(c, true, &b) || !require_technical(c, &b)) {
+        json_decref(body);
+        return;
+    }
+    if (mb_benefit_closed(&b)) {
+        json_decref(body);
+        reply_closed(c, &b);
+        return;
+    }
+    if (strcmp(b.status, "active") != 0) {
+        json_decref(body);
+        mb_reply_problem(c, MB_E_BENEFIT_NOT_ACTIVE,
+                         "This benefit is %s: activate it (POST /v1/partners/%s/benefits/%s/"
+                         "activation) and wait until the activation is active.",
+                         b.status, c->param[0], b.id);
+        return;
+    }
+    bool by_hours = strcmp(b.unit, "hours") == 0;
+    if (by_hours && !has_hours) {
+        json_decref(body);
+        snprintf(verr.field, sizeof(verr.field), "hours");
+        snprintf(verr.message, sizeof(verr.message),
+                 "is required: this benefit is counted in hours");
+        mb_reply_verr(c, &verr);
+        return;
+    }
+    long long units = by_hours ? hours : 1;
+    char units_s[24], hours_s[24];
+    snprintf(units_s, sizeof(units_s), "%lld", units);
+    snprintf(hours_s, sizeof(hours_s), "%lld", hours);
+    const char *p[] = {c->param[0], b.id,     type,     tenant,     has_hours ? hours_s : NULL,
+                       desc,        units_s,  mb_actor(c)};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "INSERT INTO support_requests (partner_id, benefit_id, type, "
+                          "customer_tenant_id, hours, description, units, created_by) "
+                          "VALUES ($1::uuid, $2::uuid, $3, $4::uuid, $5::int, $6, $7::int, $8) "
+                          "RETURNING id::text",
+                          8, p);
+    json_decref(body);
+    if (e == MB_E_VALIDATION && strcmp(c->db.constraint, "benefits_used_within_quantity") == 0) {
+        int left = b.quantity - b.used;
+        mb_reply_problem(c, MB_E_BENEFIT_EXHAUSTED,
+                         "This request needs %lld %s; %d of %d left.", units,
+                         by_hours ? "hours" : "incident(s)", left < 0 ? 0 : left, b.quantity);
+        return;
+    }
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    char id[40];
+    snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    char details[160];
+    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"type\":\"%s\",\"units\":%lld}",
+             b.id, type_s, units);
+    e = mb_audit(c, c->param[0], "support_request.created", "support_request", id, details);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    reply_doc(c, 201, "SELECT doc FROM support_request_docs WHERE id = $1::uuid", id,
+              "support request");
+    char loc[192];
+    snprintf(loc, sizeof(loc), "/v1/partners/%s/benefits/%s/support-requests/%s", c->param[0],
+             b.id, id);
+    mb_set_header(c, "Location", loc);
+}
 
 const mb_route mb_routes_activation[] = {
+    {"POST", "/v1/partners/:partnerId/benefits/:benefitId/activation", activation_create,
+     MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/activations/:activationId", activation_get, 0},
+    {"GET", "/v1/admin/activations", admin_activations_list, 0},
+    {"POST", "/v1/admin/activations/:activationId/complete", admin_activation_complete,
+     MB_R_TX | MB_R_BODY},
+    {"POST", "/v1/admin/activations/:activationId/reject", admin_activation_reject,
+     MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/benefits/:benefitId/support-requests", support_list, 0},
+    {"POST", "/v1/partners/:partnerId/benefits/:benefitId/support-requests", support_create,
+     MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/benefits/:benefitId/support-requests/:requestId",
+     support_get, 0},
     {NULL, NULL, NULL, 0},
 };

@@ -80,18 +80,6 @@ bool mb_page_args(mb_ctx *c, int *limit, char *after, size_t afterlen, bool nume
     return page_args(c, limit, after, afterlen, numeric);
 }
 
-static void reply_one(mb_ctx *c, mb_err e, PGresult *r, const char *what)
-{
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-    } else if (PQntuples(r) != 1) {
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
-    } else {
-        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    }
-    PQclear(r);
-}
-
 static void me(mb_ctx *c)
 {
     json_t *roles = json_array();
@@ -126,20 +114,11 @@ static void packages_list(mb_ctx *c)
     char after[64];
     if (!page_args(c, &limit, after, sizeof(after), false))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM package_docs "
-                          "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
-                          2, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM package_docs "
+                  "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
+                  1, p, limit);
 }
 
 static void package_get(mb_ctx *c)
@@ -148,20 +127,16 @@ static void package_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such package.");
         return;
     }
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r, "SELECT doc FROM package_docs WHERE id = $1::uuid", 1,
-                          c->param);
-    reply_one(c, e, r, "package");
+    mb_reply_doc(c, 200, "SELECT doc FROM package_docs WHERE id = $1::uuid", 1, c->param,
+                 "package");
 }
 
 static void partner_get(mb_ctx *c)
 {
     if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], false, NULL))
         return;
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1,
-                          c->param);
-    reply_one(c, e, r, "partner");
+    mb_reply_doc(c, 200, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1, c->param,
+                 "partner");
 }
 
 static const char *const categories[] = {"software", "cloud", "visual_studio", "technical",
@@ -210,25 +185,15 @@ static void benefits_list(mb_ctx *c)
         return;
     if (!mb_partner_gate(c, c->param[0], true, NULL))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {c->param[0], category, status, after[0] ? after : NULL,
-                       technical ? "true" : "false", lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM benefit_docs WHERE partner_id = $1::uuid "
-                          "AND ($2::text IS NULL OR category = $2) "
-                          "AND ($3::text IS NULL OR status = $3) "
-                          "AND ($4::uuid IS NULL OR id > $4::uuid) "
-                          "AND (category <> 'technical' OR $5::boolean) "
-                          "ORDER BY id LIMIT $6::int",
-                          6, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {c->param[0], category, status, after[0] ? after : NULL, technical ? "true" : "false"};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM benefit_docs WHERE partner_id = $1::uuid "
+                  "AND ($2::text IS NULL OR category = $2) "
+                  "AND ($3::text IS NULL OR status = $3) "
+                  "AND ($4::uuid IS NULL OR id > $4::uuid) "
+                  "AND (category <> 'technical' OR $5::boolean) "
+                  "ORDER BY id LIMIT $6::int",
+                  5, p, limit);
 }
 
 static void benefit_get(mb_ctx *c)
@@ -251,7 +216,13 @@ static void benefit_get(mb_ctx *c)
                          mb_action_denied_detail(MB_ACT_TECHNICAL));
         return;
     }
-    reply_one(c, e, r, "benefit");
+    if (e != MB_OK)
+        mb_reply_err(c, e);
+    else if (PQntuples(r) != 1)
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such benefit.");
+    else
+        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    PQclear(r);
 }
 
 static void admin_partners_list(mb_ctx *c)
@@ -262,20 +233,11 @@ static void admin_partners_list(mb_ctx *c)
     char after[64];
     if (!page_args(c, &limit, after, sizeof(after), false))
         return;
-    char lim[16];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    const char *p[] = {after[0] ? after : NULL, lim};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT doc, id::text FROM partner_docs "
-                          "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
-                          2, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    mb_reply_page(c, r, limit);
-    PQclear(r);
+    const char *p[] = {after[0] ? after : NULL};
+    mb_reply_list(c,
+                  "SELECT doc, id::text FROM partner_docs "
+                  "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
+                  1, p, limit);
 }
 
 const mb_route mb_routes_core[] = {
