@@ -23,25 +23,27 @@ SELECT set_config('mpn.kek', :'kek', false);
 SET synchronous_commit = off;
 BEGIN;
 
-CREATE FUNCTION pg_temp.bench_id(prefix text, n bigint) RETURNS uuid
+-- The id scheme; the pgbench scripts call it too (an inlined immutable SQL function: pgbench
+-- can only draw numbers, the statements need the uuid).
+CREATE FUNCTION bench_id(prefix text, n bigint) RETURNS uuid
 LANGUAGE sql IMMUTABLE AS $$
     SELECT (prefix || '-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid
 $$;
 
 INSERT INTO partners (id, mpn_id, name, account_email, membership_location, level, co_sell_ready)
-SELECT pg_temp.bench_id('b0000000', n), 5000000 + n, 'Bench partner ' || n,
+SELECT bench_id('b0000000', n), 5000000 + n, 'Bench partner ' || n,
        'admin@p' || n || '.bench.example', 'partner_center',
        CASE n % 3 WHEN 0 THEN 'gold' WHEN 1 THEN 'silver' ELSE 'action_pack' END, n % 5 = 0
 FROM generate_series(1, 2500) AS n;
 
 INSERT INTO partner_competencies (partner_id, area, level, expires_at)
-SELECT pg_temp.bench_id('b0000000', n), a.area, CASE WHEN n % 2 = 0 THEN 'gold' ELSE 'silver' END,
+SELECT bench_id('b0000000', n), a.area, CASE WHEN n % 2 = 0 THEN 'gold' ELSE 'silver' END,
        now() + interval '1 year'
 FROM generate_series(1, 2500) AS n
 CROSS JOIN (VALUES ('Cloud Platform'), ('Data Analytics')) AS a (area);
 
 INSERT INTO users (id, partner_id, email, display_name, roles)
-SELECT pg_temp.bench_id('b1000000', (n - 1) * 8 + u), pg_temp.bench_id('b0000000', n),
+SELECT bench_id('b1000000', (n - 1) * 8 + u), bench_id('b0000000', n),
        'user' || u || '@p' || n || '.bench.example', 'User ' || u || ' of partner ' || n,
        CASE WHEN u = 1 THEN '{global_admin}'::text[] WHEN u = 2 THEN '{mpn_partner_admin}'
             ELSE '{}' END
@@ -49,7 +51,7 @@ FROM generate_series(1, 2500) AS n
 CROSS JOIN generate_series(1, 8) AS u;
 
 INSERT INTO purchases (id, partner_id, package_id, status, purchased_at, term_end, created_by)
-SELECT pg_temp.bench_id('b3000000', (n - 1) * 2 + k), pg_temp.bench_id('b0000000', n),
+SELECT bench_id('b3000000', (n - 1) * 2 + k), bench_id('b0000000', n),
        pk.id, 'active', now() - (n % 300) * interval '1 day',
        now() - (n % 300) * interval '1 day' + make_interval(months => pk.term_months), 'bench'
 FROM generate_series(1, 2500) AS n
@@ -58,8 +60,8 @@ CROSS JOIN (VALUES (1, 'bbbbbbbb-0000-4000-8000-000000000003'::uuid),
 JOIN packages pk ON pk.id = x.package_id;
 
 INSERT INTO benefits (id, partner_id, purchase_id, product_id, category, status, quantity)
-SELECT pg_temp.bench_id('b2000000', (n - 1) * 20 + a.k), pg_temp.bench_id('b0000000', n),
-       pg_temp.bench_id('b3000000', (n - 1) * 2 + a.purchase_no), a.product_id, a.category,
+SELECT bench_id('b2000000', (n - 1) * 20 + a.k), bench_id('b0000000', n),
+       bench_id('b3000000', (n - 1) * 2 + a.purchase_no), a.product_id, a.category,
        'available', a.quantity
 FROM generate_series(1, 2500) AS n
 CROSS JOIN (
@@ -74,10 +76,10 @@ CROSS JOIN (
 ORDER BY 1;
 
 INSERT INTO audit_events (partner_id, actor, action, target_type, target_id, request_id, details, at)
-SELECT pg_temp.bench_id('b0000000', n), pg_temp.bench_id('b1000000', (n - 1) * 8 + 1)::text,
+SELECT bench_id('b0000000', n), bench_id('b1000000', (n - 1) * 8 + 1)::text,
        (ARRAY['purchase.created', 'seat.assigned', 'seat.removed', 'keys.revealed',
               'user.created'])[1 + e % 5],
-       'benefit', pg_temp.bench_id('b2000000', (n - 1) * 20 + 1 + e % 20)::text,
+       'benefit', bench_id('b2000000', (n - 1) * 20 + 1 + e % 20)::text,
        md5(n::text || '/' || e::text), '{}'::jsonb,
        now() - (e * interval '1 hour')
 FROM generate_series(1, 2500) AS n
