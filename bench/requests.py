@@ -76,7 +76,8 @@ def main():
     # block, then all removals; the Lua script deals the lines to threads round robin, so
     # each pair's removal comes ~256 requests after its assignment (long done at 32
     # connections) and no two connections touch the same pair at the same time.
-    pairs = [(n, u) for n in order for u in range(2, USERS_PER_PARTNER + 1)]
+    # Users outer, partners inner: consecutive requests lock different benefits.
+    pairs = [(n, u) for u in range(2, USERS_PER_PARTNER + 1) for n in order]
     seats = []
     block = 256
     for i in range(0, len(pairs) - block + 1, block):
