@@ -454,12 +454,20 @@ static void raise_fd_limit(void)
     }
 }
 
-/* Our own listener. MHD's thread pool lets every worker accept from one shared
- * socket, up to ten connections per wake-up, so a burst of connections lands
- * on a few workers; those serialise their connections behind each blocking
- * libpq call while other workers idle (measured: 5 of 8 workers busy, a p99
- * fifty times the median). MHD_add_connection instead deals connections to
- * the workers by descriptor number, i.e. evenly. */
+/* Threading. Ulfius calls handlers synchronously and a handler blocks in libpq,
+ * so an MHD worker that serves several connections (the epoll thread pool)
+ * stalls all of them behind one slow query; measured: a second request queued
+ * behind a first one waiting on a row lock although other workers idled, and
+ * bursts of new connections piled on a few workers (MHD accepts up to ten per
+ * wake-up). So: one thread per connection (blocking costs only that
+ * connection), at most HTTP_MAX_CONNECTIONS of them, and the database pool
+ * queues the requests first come, first served.
+ *
+ * The listening socket is ours: SIGTERM closes it at once, so new connections
+ * are refused (a load balancer moves on) rather than left in the backlog while
+ * we drain, and a second process can never share the port (MHD's
+ * LISTENING_ADDRESS_REUSE set SO_REUSEPORT, which let two instances split one
+ * port's connections silently). */
 static int listen_fd = -1;
 
 static int open_listener(int port)
@@ -509,7 +517,8 @@ static void *accept_loop(void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        /* closes fd itself on failure (connection limit reached) */
+        /* starts the connection's thread; closes fd itself on failure (at the
+         * connection limit) */
         MHD_add_connection(d, fd, (const struct sockaddr *)&a, al);
     }
 }
@@ -547,17 +556,18 @@ int mb_serve(const mb_config *cfg)
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
-        {MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL},
+        /* virtual size; a connection's thread touches a few pages of it */
+        {MHD_OPTION_THREAD_STACK_SIZE, 512 * 1024, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, 20000, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
         /* MHD zeroes a connection's whole pool for every request on it: keep
          * it small (headers are at most 8 KB of token plus a few more). */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    /* epoll workers: no FD_SETSIZE ceiling; each blocks in libpq for its
-     * current request only, with few connections each (see accept_loop). */
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
+    /* poll(), not select(): no FD_SETSIZE ceiling on descriptors. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
     if (ulfius_start_framework_with_mhd_options(&inst, flags, ops) != U_OK) {
         y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the HTTP workers");
         ulfius_clean_instance(&inst);
@@ -572,8 +582,9 @@ int mb_serve(const mb_config *cfg)
         close(listen_fd);
         return 1;
     }
-    y_log_message(Y_LOG_LEVEL_INFO, "listening on port %d (%d workers, pool %d)", cfg->port,
-                  cfg->threads, cfg->pool_size);
+    y_log_message(Y_LOG_LEVEL_INFO,
+                  "listening on port %d (a thread per connection, up to %d; pool %d)", cfg->port,
+                  cfg->max_connections, cfg->pool_size);
 
     int sig = 0;
     sigwait(&set, &sig);
