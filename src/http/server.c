@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +347,39 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* The access log line of a request, in Yder's console format. One write(2) of
+ * a line built on the stack: Yder's stdio path (localtime, locked stream)
+ * cost 5 % of the read endpoints' throughput. Control characters (a token's
+ * sub may hold any) become '?', so a line is always one line. */
+static void access_log(bool error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void access_log(bool error, const char *fmt, ...)
+{
+    static _Thread_local time_t stamp_at;
+    static _Thread_local char stamp[32];
+    time_t now = time(NULL);
+    if (now != stamp_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        stamp_at = now;
+    }
+    char line[640];
+    int n = snprintf(line, sizeof(line), "%s - mpn-benefits %s: ", stamp, error ? "ERROR" : "INFO");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    for (size_t i = (size_t)n; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    line[len++] = '\n';
+    ssize_t w = write(error ? STDERR_FILENO : STDOUT_FILENO, line, len);
+    (void)w; /* nowhere to report a failing log */
+}
+
 static int dispatch(const struct _u_request *req, struct _u_response *resp, void *unused)
 {
     (void)unused;
@@ -438,9 +472,8 @@ done:
         mb_set_header(&c, "Connection", "close");
     double ms = now_ms() - t0;
     mb_metrics_observe(route_idx, (int)resp->status, ms);
-    y_log_message(resp->status >= 500 ? Y_LOG_LEVEL_ERROR : Y_LOG_LEVEL_INFO,
-                  "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s", rid, method,
-                  c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
+    access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
+               rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
     atomic_fetch_sub(&in_flight, 1);
     return U_CALLBACK_COMPLETE;
 }
