@@ -66,7 +66,9 @@ log "data loaded in $((SECONDS - t0))s: $(psql_bench -tAc "SELECT (SELECT count(
 
 SVC_PORT=$(free_port)
 log "service (Release) on 127.0.0.1:$SVC_PORT"
-PORT=$SVC_PORT "$BIN" serve >"$OUT/service.log" 2>&1 &
+# setsid: a session (so a scheduler autogroup) of its own, as PostgreSQL has (lib.sh pg_start)
+# and as on separate machines; otherwise the service and wrk share one group's CPU share.
+PORT=$SVC_PORT setsid "$BIN" serve >"$OUT/service.log" 2>&1 &
 SVC_PID=$!
 wait_http "http://127.0.0.1:$SVC_PORT/readyz" 30 "$SVC_PID" || die "the service did not come up"
 URL=http://127.0.0.1:$SVC_PORT
