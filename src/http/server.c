@@ -726,8 +726,9 @@ int mb_serve(const mb_config *cfg)
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
-        /* virtual size; a connection's thread touches a few pages of it */
-        {MHD_OPTION_THREAD_STACK_SIZE, 512 * 1024, NULL},
+        /* virtual size: a thread touches a few pages of it, but jansson parses
+         * nested JSON recursively (up to 2048 levels) */
+        {MHD_OPTION_THREAD_STACK_SIZE, 2 * 1024 * 1024, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
         /* MHD zeroes a connection's whole pool for every request on it: keep
