@@ -92,7 +92,8 @@ static mb_err check_claims(const mb_config *cfg, json_t *claims, time_t now, mb_
     long long exp = 0, nbf = 0, iat = 0;
     if (!json_is_object(claims))
         return MB_E_UNAUTHENTICATED;
-    if (claim_time(claims, "exp", 1, &exp) < 0 || exp + CLOCK_SKEW_S <= (long long)now)
+    /* Arithmetic on now only: exp may be anything up to LLONG_MAX. */
+    if (claim_time(claims, "exp", 1, &exp) < 0 || exp <= (long long)now - CLOCK_SKEW_S)
         return MB_E_UNAUTHENTICATED;
     int has = claim_time(claims, "nbf", 0, &nbf);
     if (has < 0 || (has > 0 && nbf > (long long)now + CLOCK_SKEW_S))
@@ -158,6 +159,16 @@ static mb_err check_claims(const mb_config *cfg, json_t *claims, time_t now, mb_
     return MB_OK;
 }
 
+/* RFC 7515 §4.1.11: the extensions a token lists in "crit" must be
+ * understood, and this service understands none: any "crit" refuses it. */
+static bool has_crit(jwt_t *jwt)
+{
+    char *crit = jwt_get_headers_json(jwt, "crit");
+    bool present = crit != NULL;
+    free(crit);
+    return present;
+}
+
 mb_err mb_auth_verify(const mb_config *cfg, const char *authorization, time_t now,
                       mb_principal *who)
 {
@@ -176,7 +187,7 @@ mb_err mb_auth_verify(const mb_config *cfg, const char *authorization, time_t no
         return MB_E_UNAUTHENTICATED;
     jwt_alg_t want = cfg->jwt_alg == MB_ALG_RS256 ? JWT_ALG_RS256 : JWT_ALG_HS256;
     mb_err rc = MB_E_UNAUTHENTICATED;
-    if (jwt_get_alg(jwt) == want) {
+    if (jwt_get_alg(jwt) == want && !has_crit(jwt)) {
         char *grants = jwt_get_grants_json(jwt, NULL);
         if (grants != NULL) {
             json_t *claims = json_loads(grants, JSON_REJECT_DUPLICATES, NULL);

@@ -120,6 +120,15 @@ static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
 
 static void activation_create(mb_ctx *c)
 {
+    /* Default deny first: only the roles that may activate something (R8,
+     * R9) learn anything about the benefit, even that it exists. */
+    if (!mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) &&
+        !mb_roles_allow(c->who.roles, MB_ACT_MARKETING)) {
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE,
+                         "Activating technical benefits and Go-To-Market offers needs Global "
+                         "admin or MPN partner admin. Ask your Global admin.");
+        return;
+    }
     if (!mb_partner_gate(c, c->param[0], false, NULL))
         return;
     mb_benefit b;
