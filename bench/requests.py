@@ -72,14 +72,14 @@ def main():
     write("get.tsv", [("GET", f"/v1/partners/{partner(n)}/benefits/"
                        f"{benefit(n, rnd.randint(1, BENEFITS_PER_PARTNER))}", ga[n], "")
                       for n in order])
-    # Seat cycle: blocks of 256 distinct (partner, user) pairs, first all assignments of the
+    # Seat cycle: blocks of 1024 distinct (partner, user) pairs, first all assignments of the
     # block, then all removals; the Lua script deals the lines to threads round robin, so
-    # each pair's removal comes ~256 requests after its assignment (long done at 32
+    # each pair's removal comes ~1024 requests after its assignment (long done at 32
     # connections) and no two connections touch the same pair at the same time.
     # Users outer, partners inner: consecutive requests lock different benefits.
     pairs = [(n, u) for u in range(2, USERS_PER_PARTNER + 1) for n in order]
     seats = []
-    block = 256
+    block = 1024
     for i in range(0, len(pairs) - block + 1, block):
         chunk = pairs[i:i + block]
         for n, u in chunk:
