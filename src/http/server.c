@@ -110,9 +110,24 @@ static void new_request_id(const struct _u_request *req, char out[64])
             return;
         }
     }
+    /* Request ids need to be unique, not secret: a per-thread xorshift128+
+     * seeded once from getrandom saves a system call per request. */
+    static _Thread_local uint64_t st[2];
+    if (st[0] == 0 && st[1] == 0) {
+        if (getrandom(st, sizeof(st), 0) != (ssize_t)sizeof(st) || (st[0] == 0 && st[1] == 0)) {
+            st[0] = (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
+            st[1] = (uint64_t)(uintptr_t)&st ^ (uint64_t)gettid();
+        }
+    }
     unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        memset(b, 0, sizeof(b));
+    for (int half = 0; half < 2; half++) {
+        uint64_t x = st[0], y = st[1];
+        st[0] = y;
+        x ^= x << 23;
+        st[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+        uint64_t r = st[1] + y;
+        memcpy(b + 8 * half, &r, 8);
+    }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     snprintf(out, 64,
