@@ -6,7 +6,8 @@
 # loopback and pgbench with the SQL the endpoint runs, and prints one table.
 #
 #   scripts/bench.sh
-#   env: BENCH_SECONDS (20) per run, BENCH_CONNECTIONS (32), BENCH_THREADS (2),
+#   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
+#        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
 #        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
 #        DB_POOL_SIZE (the service's; default twice the CPUs), KEEP_TMP=1 (keep the work dir),
 #        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data)
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 SECS=${BENCH_SECONDS:-20}
+WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-list get seats keys}
@@ -91,6 +93,12 @@ route_exists() {
 
 run_wrk() { # NAME TAG : replays $OUT/TAG.tsv
 	local name=$1 tag=$2
+	if [ "$WARMUP" -gt 0 ]; then
+		# Not measured: every pooled connection connects and prepares this endpoint's statements.
+		BENCH_REQUESTS=$OUT/$tag.tsv BENCH_THREADS=$THR wrk -t"$THR" -c"$CONN" -d"${WARMUP}s" \
+			-s bench/requests.lua "$URL" >"$OUT/wrk-$tag-warmup.txt" 2>&1 || true
+		[ "$tag" = seats ] && free_seats
+	fi
 	log "wrk $tag: ${SECS}s, $CONN connections, $THR threads"
 	BENCH_REQUESTS=$OUT/$tag.tsv BENCH_THREADS=$THR wrk -t"$THR" -c"$CONN" -d"${SECS}s" --latency \
 		-s bench/requests.lua "$URL" >"$OUT/wrk-$tag.txt" 2>&1 || die "wrk failed: $(cat "$OUT/wrk-$tag.txt")"
@@ -116,6 +124,7 @@ free_seats() { psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text L
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 
 : >"$OUT/results.jsonl"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if want list; then
 	run_wrk "GET …/benefits (list)" list
 	run_pgbench "GET …/benefits (list)" bench/pgbench/list.sql 1 ""
@@ -173,11 +182,13 @@ fi
 stop_pid "$SVC_PID" 20 || warn "the service did not exit 0"
 SVC_PID=""
 
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
 {
 	echo
 	echo "mpn-benefits bench: $(date -u +%Y-%m-%dT%H:%MZ), $MACHINE; ${SECS}s per run, $CONN connections, $THR threads;" \
-		"service pool $(sed -n 's/^mpn_db_pool_size //p' "$OUT/metrics.txt") connections, pool waits $(sed -n 's/^mpn_db_pool_waits_total //p' "$OUT/metrics.txt")"
+		"service pool $(sed -n 's/^mpn_db_pool_size //p' "$OUT/metrics.txt") connections;" \
+		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB"
 } | tee "$OUT/table.md"
