@@ -3,7 +3,7 @@
 
     stats.py wrk NAME WRK_OUTPUT >> results.jsonl
     stats.py pgbench NAME REQS_PER_TX PGBENCH_OUTPUT LOGFILE... >> results.jsonl
-    stats.py table results.jsonl RSS_KB          (prints the Markdown table)
+    stats.py table results.jsonl RSS_KB METRICS  (prints the Markdown table)
 
 wrk gives req/s and its latency distribution (--latency). pgbench gives tps, and the
 per-transaction log (-l) gives the percentiles; a transaction of a script that stands for
@@ -58,15 +58,46 @@ def fmt_ms(v):
     return "–" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
 
 
-def table(path, rss_kb):
+# The service's own latency histogram (GET /metrics at the end of the run, warm-up included):
+# the bucket bound under which 99 % of an endpoint's requests were answered, measured from the
+# request's arrival in the service to its answer.
+ROUTES = {
+    "GET …/benefits (list)": ('GET', '/v1/partners/:partnerId/benefits'),
+    "GET …/benefits/{b}": ('GET', '/v1/partners/:partnerId/benefits/:benefitId'),
+    "seat assign + remove": ('POST', '/v1/partners/:partnerId/benefits/:benefitId/assignments'),
+    "POST …/keys (repeat reveal)": ('POST', '/v1/partners/:partnerId/benefits/:benefitId/keys'),
+}
+
+
+def inside_p99(metrics_path, name):
+    if name not in ROUTES or not metrics_path:
+        return None
+    method, route = ROUTES[name]
+    buckets = []
+    for line in open(metrics_path):
+        m = re.match(r'mpn_http_request_duration_seconds_bucket\{method="([^"]*)",route="([^"]*)",'
+                     r'le="([^"]+)"\} (\d+)', line)
+        if m and m.group(1) == method and m.group(2) == route:
+            buckets.append((float("inf") if m.group(3) == "+Inf" else float(m.group(3)),
+                            int(m.group(4))))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, n in buckets:
+        if n >= 0.99 * total:
+            return le * 1000
+    return None
+
+
+def table(path, rss_kb, metrics_path=None):
     rows = [json.loads(l) for l in open(path) if l.strip()]
     names = []
     for r in rows:
         if r["name"] not in names:
             names.append(r["name"])
-    out = ["| endpoint | service req/s | p50 ms | p99 ms | errors | pgbench req/s | p50 ms "
-           "| p99 ms | service ÷ pgbench |",
-           "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    out = ["| endpoint | service req/s | p50 ms | p99 ms | p99 in service | errors "
+           "| pgbench req/s | p50 ms | p99 ms | service ÷ pgbench |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for n in names:
         svc = next((r for r in rows if r["name"] == n and r["tool"] == "service"), None)
         pgs = [r for r in rows if r["name"] == n and r["tool"] == "pgbench"]
@@ -77,9 +108,11 @@ def table(path, rss_kb):
         for i, pg in enumerate(pgs):
             label = n if i == 0 else ""
             base = pg.get("label", "") if pg else ""
+            inside = inside_p99(metrics_path, n)
             cells = [label] + ([f"{svc['rps']:.0f}", fmt_ms(svc["p50"]), fmt_ms(svc["p99"]),
+                                "–" if inside is None else f"≤ {inside:g}",
                                 str(svc["non2xx"] + svc["socket_errors"])] if i == 0 else
-                               ["", "", "", ""])
+                               ["", "", "", "", ""])
             if pg:
                 ratio = svc["rps"] / pg["rps"] if pg["rps"] else 0
                 cells += [f"{pg['rps']:.0f}" + (f" ({pg['label']})" if pg.get("label") else ""),
@@ -102,4 +135,4 @@ if __name__ == "__main__":
             r["label"] = sys.argv[4]
         print(json.dumps(r))
     elif cmd == "table":
-        table(sys.argv[2], sys.argv[3])
+        table(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
