@@ -19,7 +19,7 @@ typedef struct {
     bool kek_is_demo;
     char *cors_origins; /* comma-separated, "*" allowed */
     int pool_size;
-    int threads;
+    int max_connections; /* open HTTP connections (one thread each) */
     size_t max_body;
     char *sql_dir;
     int shutdown_grace_s;

@@ -1,5 +1,6 @@
-/* Prometheus counters: requests by route template and status, a latency
- * histogram, pool figures. */
+/* Prometheus text at GET /metrics: requests by route template and status, a
+ * latency histogram per route template, requests in flight, the database
+ * pool (size, in use, waits) and database errors. */
 #ifndef MB_METRICS_H
 #define MB_METRICS_H
 
@@ -12,6 +13,8 @@ void mb_metrics_observe(int route_idx, int status, double ms);
 char *mb_metrics_text(size_t *len);
 
 int mb_route_count(void);
+/* Requests the server is answering right now. */
+int mb_http_in_flight(void);
 const mb_route *mb_route_at(int i);
 
 #endif

@@ -44,12 +44,15 @@ as_root() {
 
 MB_PKGS_BUILD="build-essential cmake pkg-config libulfius-dev liborcania-dev libyder-dev libjansson-dev libpq-dev libjwt-dev libmicrohttpd-dev"
 MB_PKGS_DB="postgresql postgresql-contrib"
-MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl"
+MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-pytest python3-psycopg2 python3-yaml curl nginx"
 MB_PKGS_RUN="python3 curl"
+MB_PKGS_BENCH="python3 curl wrk postgresql-contrib"
+MB_PKGS_CLUSTER="python3 curl nginx"
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# ensure_packages GROUP... : GROUP is build, db, test, run or contract. Installs only what is
+# ensure_packages GROUP... : GROUP is build, db, test, run, bench, cluster or
+# contract. Installs only what is
 # missing, runs `apt-get update` once and only if something is missing.
 ensure_packages() {
 	local want="" g p missing=""
@@ -59,6 +62,8 @@ ensure_packages() {
 		db) want="$want $MB_PKGS_DB" ;;
 		test) want="$want $MB_PKGS_TEST" ;;
 		run) want="$want $MB_PKGS_RUN" ;;
+		bench) want="$want $MB_PKGS_BENCH" ;;
+		cluster) want="$want $MB_PKGS_CLUSTER" ;;
 		contract)
 			# Our build machines have Node 20 whose `nodejs` package already holds npm, and
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
@@ -290,4 +295,19 @@ pg_temp_stop() {
 	pg_stop "$PG_DATA"
 	rm -rf "$PG_TMP"
 	PG_TMP=
+}
+
+# --- nginx ----------------------------------------------------------------------------------
+
+# nginx_conf DIR PORT UPSTREAM_PORT... : write DIR/nginx.conf from docker/nginx-cluster.conf.tmpl
+# (nginx on 127.0.0.1:PORT in front of 127.0.0.1:UPSTREAM_PORT...), with its temp dirs.
+nginx_conf() {
+	local dir=$1 port=$2 ups="" p
+	shift 2
+	for p in "$@"; do ups="$ups        server 127.0.0.1:$p max_fails=1 fail_timeout=5s;\n"; done
+	mkdir -p "$dir/tmp"
+	# nginx's workers run as nobody when we are root: let them write their temp files.
+	chmod 1777 "$dir/tmp"
+	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@PROXY_CONF@|$MB_ROOT/docker/nginx-proxy.conf|g" \
+		-e "s|@UPSTREAMS@|${ups%\\n}|g" "$MB_ROOT/docker/nginx-cluster.conf.tmpl" >"$dir/nginx.conf"
 }

@@ -78,14 +78,13 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         return -1;
     }
     if (env_int("DB_POOL_SIZE", 8, 1, 256, &cfg->pool_size) != 0 ||
-        env_int("HTTP_THREADS", 0, 0, 256, &cfg->threads) != 0 ||
+        env_int("HTTP_MAX_CONNECTIONS", 1024, 16, 65536, &cfg->max_connections) != 0 ||
         env_int("MAX_BODY_KB", 64, 1, 10240, &body_kb) != 0 ||
         env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 300, &cfg->shutdown_grace_s) != 0) {
-        snprintf(err, errlen, "DB_POOL_SIZE, HTTP_THREADS, MAX_BODY_KB or SHUTDOWN_GRACE_SECONDS out of range");
+        snprintf(err, errlen, "DB_POOL_SIZE, HTTP_MAX_CONNECTIONS, MAX_BODY_KB or SHUTDOWN_GRACE_SECONDS out "
+                 "of range");
         return -1;
     }
-    if (cfg->threads == 0)
-        cfg->threads = cfg->pool_size;
     cfg->max_body = (size_t)body_kb * 1024;
     cfg->database_url = env_dup("DATABASE_URL", "postgresql:///mpn");
     cfg->jwt_issuer = env_dup("JWT_ISSUER", "https://login.mpn.example");

@@ -11,10 +11,11 @@
 #define STATUSES 600
 
 static atomic_ullong counts[SLOTS][STATUSES];
-static const double bounds_ms[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
+static const double bounds_ms[] = {0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500};
 #define NB (sizeof(bounds_ms) / sizeof(bounds_ms[0]))
-static atomic_ullong buckets[NB + 1];
-static atomic_ullong sum_us;
+/* Latency per route template: one histogram each (a few KB in all). */
+static atomic_ullong buckets[SLOTS][NB + 1];
+static atomic_ullong sum_us[SLOTS];
 
 void mb_metrics_observe(int route_idx, int status, double ms)
 {
@@ -25,8 +26,9 @@ void mb_metrics_observe(int route_idx, int status, double ms)
     size_t b = 0;
     while (b < NB && ms > bounds_ms[b])
         b++;
-    atomic_fetch_add_explicit(&buckets[b], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sum_us, (unsigned long long)(ms * 1000.0), memory_order_relaxed);
+    atomic_fetch_add_explicit(&buckets[slot][b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sum_us[slot], (unsigned long long)(ms * 1000.0),
+                              memory_order_relaxed);
 }
 
 typedef struct {
@@ -74,20 +76,43 @@ char *mb_metrics_text(size_t *len)
                 rt ? rt->method : "", rt ? rt->pattern : "unmatched", st, n);
         }
     }
-    put(&s, "# HELP mpn_http_request_duration_seconds Request latency.\n"
+    put(&s, "# HELP mpn_http_request_duration_seconds Request latency (time in the service, from "
+            "the request's arrival to its answer) by route template.\n"
             "# TYPE mpn_http_request_duration_seconds histogram\n");
-    unsigned long long cum = 0;
-    for (size_t b = 0; b <= NB; b++) {
-        cum += atomic_load_explicit(&buckets[b], memory_order_relaxed);
-        if (b < NB)
-            put(&s, "mpn_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                bounds_ms[b] / 1000.0, cum);
-        else
-            put(&s, "mpn_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
+    for (int r = 0; r < SLOTS; r++) {
+        const mb_route *rt = r < SLOTS - 1 ? mb_route_at(r) : NULL;
+        if (r < SLOTS - 1 && rt == NULL)
+            continue;
+        unsigned long long n[NB + 1], total = 0;
+        for (size_t b = 0; b <= NB; b++) {
+            n[b] = atomic_load_explicit(&buckets[r][b], memory_order_relaxed);
+            total += n[b];
+        }
+        if (total == 0)
+            continue;
+        const char *m = rt ? rt->method : "", *pat = rt ? rt->pattern : "unmatched";
+        unsigned long long cum = 0;
+        for (size_t b = 0; b <= NB; b++) {
+            cum += n[b];
+            if (b < NB)
+                put(&s,
+                    "mpn_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
+                    "le=\"%g\"} %llu\n",
+                    m, pat, bounds_ms[b] / 1000.0, cum);
+            else
+                put(&s,
+                    "mpn_http_request_duration_seconds_bucket{method=\"%s\",route=\"%s\","
+                    "le=\"+Inf\"} %llu\n",
+                    m, pat, cum);
+        }
+        put(&s, "mpn_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", m,
+            pat, (double)atomic_load(&sum_us[r]) / 1e6);
+        put(&s, "mpn_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n", m,
+            pat, cum);
     }
-    put(&s, "mpn_http_request_duration_seconds_sum %.6f\n",
-        (double)atomic_load(&sum_us) / 1e6);
-    put(&s, "mpn_http_request_duration_seconds_count %llu\n", cum);
+    put(&s, "# HELP mpn_http_requests_in_flight Requests being answered now.\n"
+            "# TYPE mpn_http_requests_in_flight gauge\nmpn_http_requests_in_flight %d\n",
+        mb_http_in_flight());
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);

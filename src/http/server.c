@@ -2,15 +2,21 @@
  * the same steps: request id, CORS, body limit, route match (404/405), token,
  * then the handler, inside one transaction with Idempotency-Key handling
  * when the route changes state. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <yder.h>
@@ -28,6 +34,7 @@ static const mb_route *routes[MAX_ROUTES];
 static int nroutes;
 static const mb_config *g_cfg;
 static atomic_int in_flight;
+static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
 
 static const mb_route *const *route_tables[] = {
     (const mb_route *const[]){mb_routes_core, mb_routes_accounts, mb_routes_purchases,
@@ -40,6 +47,11 @@ static void collect_routes(void)
     for (int t = 0; tables[t] != NULL; t++)
         for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++)
             routes[nroutes++] = r;
+}
+
+int mb_http_in_flight(void)
+{
+    return atomic_load(&in_flight);
 }
 
 int mb_route_count(void)
@@ -110,9 +122,24 @@ static void new_request_id(const struct _u_request *req, char out[64])
             return;
         }
     }
+    /* Request ids need to be unique, not secret: a per-thread xorshift128+
+     * seeded once from getrandom saves a system call per request. */
+    static _Thread_local uint64_t st[2];
+    if (st[0] == 0 && st[1] == 0) {
+        if (getrandom(st, sizeof(st), 0) != (ssize_t)sizeof(st) || (st[0] == 0 && st[1] == 0)) {
+            st[0] = (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
+            st[1] = (uint64_t)(uintptr_t)&st ^ (uint64_t)gettid();
+        }
+    }
     unsigned char b[16];
-    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b))
-        memset(b, 0, sizeof(b));
+    for (int half = 0; half < 2; half++) {
+        uint64_t x = st[0], y = st[1];
+        st[0] = y;
+        x ^= x << 23;
+        st[1] = x ^ y ^ (x >> 17) ^ (y >> 26);
+        uint64_t r = st[1] + y;
+        memcpy(b + 8 * half, &r, 8);
+    }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
     snprintf(out, 64,
@@ -352,6 +379,174 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Verified tokens. A client sends the same bearer token with every request
+ * until it expires; checking it (base64, two JSON parses, an HMAC or an RSA
+ * signature) took a tenth of the service's CPU on the read endpoints. A token
+ * whose exact bytes passed mb_auth_verify is remembered with its caller until
+ * its exp; nothing else about a token can change its verdict (the keys and
+ * claims wanted are fixed at start; nbf and iat only move into the past).
+ * Past exp, mb_auth_verify decides again (it allows some clock skew).
+ * Direct-mapped: a slot per token hash, allocated on first use (a few hundred
+ * bytes each, a token's size), locks striped over the slots. */
+#define TOKEN_SLOTS 16384
+#define TOKEN_LOCKS 256
+#define TOKEN_CACHE_MAX 2048 /* longer tokens are checked every time */
+
+typedef struct {
+    size_t len, cap;
+    long long exp;
+    mb_principal who;
+    char token[]; /* cap bytes */
+} token_entry;
+
+static token_entry *token_cache[TOKEN_SLOTS];
+static pthread_mutex_t token_locks[TOKEN_LOCKS];
+
+static uint32_t fnv1a(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* The exp claim of a JWT's payload, or -1. */
+static long long token_exp(const char *token, size_t len)
+{
+    const char *p = memchr(token, '.', len);
+    const char *e = p ? memchr(p + 1, '.', len - (size_t)(p + 1 - token)) : NULL;
+    if (p == NULL || e == NULL)
+        return -1;
+    p++;
+    size_t n = (size_t)(e - p);
+    unsigned char *raw = malloc(n * 3 / 4 + 3);
+    if (raw == NULL)
+        return -1;
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '-'              ? 62
+                : ch == '_'              ? 63
+                                         : -1;
+        if (v < 0) {
+            free(raw);
+            return -1;
+        }
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            raw[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    json_t *claims = json_loadb((const char *)raw, o, JSON_REJECT_DUPLICATES, NULL);
+    free(raw);
+    json_t *exp = json_object_get(claims, "exp");
+    long long out = json_is_integer(exp) ? (long long)json_integer_value(exp) : -1;
+    json_decref(claims);
+    return out;
+}
+
+static mb_err verify_token(const char *authorization, time_t now, mb_principal *who)
+{
+    const char *token = NULL;
+    size_t len = 0;
+    if (authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0) {
+        token = authorization + 7;
+        len = strlen(token);
+    }
+    if (token == NULL || len == 0 || len > TOKEN_CACHE_MAX)
+        return mb_auth_verify(g_cfg, authorization, now, who);
+    uint32_t slot = fnv1a(token, len) % TOKEN_SLOTS;
+    pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
+    pthread_mutex_lock(mu);
+    token_entry *t = token_cache[slot];
+    bool hit = t != NULL && t->len == len && (long long)now < t->exp &&
+               memcmp(t->token, token, len) == 0;
+    if (hit)
+        *who = t->who;
+    pthread_mutex_unlock(mu);
+    if (hit)
+        return MB_OK;
+    mb_err e = mb_auth_verify(g_cfg, authorization, now, who);
+    if (e != MB_OK)
+        return e;
+    long long exp = token_exp(token, len);
+    if (exp <= (long long)now)
+        return MB_OK;
+    pthread_mutex_lock(mu);
+    t = token_cache[slot];
+    if (t == NULL || t->cap < len) {
+        token_entry *n = realloc(t, sizeof(*t) + len);
+        if (n != NULL) {
+            n->cap = len;
+            token_cache[slot] = t = n;
+        }
+    }
+    if (t != NULL && t->cap >= len) {
+        memcpy(t->token, token, len);
+        t->len = len;
+        t->exp = exp;
+        t->who = *who;
+    }
+    pthread_mutex_unlock(mu);
+    return MB_OK;
+}
+
+static void token_cache_init(void)
+{
+    for (int i = 0; i < TOKEN_LOCKS; i++)
+        pthread_mutex_init(&token_locks[i], NULL);
+}
+
+static void token_cache_free(void)
+{
+    for (int i = 0; i < TOKEN_SLOTS; i++) {
+        free(token_cache[i]);
+        token_cache[i] = NULL;
+    }
+    for (int i = 0; i < TOKEN_LOCKS; i++)
+        pthread_mutex_destroy(&token_locks[i]);
+}
+
+/* The access log line of a request, in Yder's console format. One write(2) of
+ * a line built on the stack: Yder's stdio path (localtime, locked stream)
+ * cost 5 % of the read endpoints' throughput. Control characters (a token's
+ * sub may hold any) become '?', so a line is always one line. */
+static void access_log(bool error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void access_log(bool error, const char *fmt, ...)
+{
+    static _Thread_local time_t stamp_at;
+    static _Thread_local char stamp[32];
+    time_t now = time(NULL);
+    if (now != stamp_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        stamp_at = now;
+    }
+    char line[640];
+    int n = snprintf(line, sizeof(line), "%s - mpn-benefits %s: ", stamp, error ? "ERROR" : "INFO");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof(line) - 2)
+        len = sizeof(line) - 2;
+    for (size_t i = (size_t)n; i < len; i++)
+        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
+            line[i] = '?';
+    line[len++] = '\n';
+    ssize_t w = write(error ? STDERR_FILENO : STDOUT_FILENO, line, len);
+    (void)w; /* nowhere to report a failing log */
+}
+
 static int dispatch(const struct _u_request *req, struct _u_response *resp, void *unused)
 {
     (void)unused;
@@ -427,8 +622,13 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
     }
     const mb_route *r = routes[route_idx];
     c.route = r->pattern;
+    if (atomic_load(&draining) && strcmp(r->pattern, "/readyz") == 0) {
+        /* Load balancers probing readiness take this replica out now. */
+        mb_reply_problem(&c, MB_E_UNAVAILABLE, "This instance is shutting down.");
+        goto done;
+    }
     if (!(r->flags & MB_R_PUBLIC)) {
-        mb_err e = mb_auth_verify(g_cfg, mb_header(&c, "Authorization"), time(NULL), &c.who);
+        mb_err e = verify_token(mb_header(&c, "Authorization"), time(NULL), &c.who);
         if (e != MB_OK) {
             mb_set_header(&c, "WWW-Authenticate", "Bearer");
             mb_reply_problem(&c, MB_E_UNAUTHENTICATED,
@@ -443,11 +643,12 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
 
 done:
     mb_db_release(&c.db);
+    if (atomic_load(&draining))
+        mb_set_header(&c, "Connection", "close");
     double ms = now_ms() - t0;
     mb_metrics_observe(route_idx, (int)resp->status, ms);
-    y_log_message(resp->status >= 500 ? Y_LOG_LEVEL_ERROR : Y_LOG_LEVEL_INFO,
-                  "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s", rid, method,
-                  c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
+    access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
+               rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
     atomic_fetch_sub(&in_flight, 1);
     return U_CALLBACK_COMPLETE;
 }
@@ -461,11 +662,81 @@ static void raise_fd_limit(void)
     }
 }
 
+/* Threading. Ulfius calls handlers synchronously and a handler blocks in libpq,
+ * so an MHD worker that serves several connections (the epoll thread pool)
+ * stalls all of them behind one slow query; measured: a second request queued
+ * behind a first one waiting on a row lock although other workers idled, and
+ * bursts of new connections piled on a few workers (MHD accepts up to ten per
+ * wake-up). So: one thread per connection (blocking costs only that
+ * connection), at most HTTP_MAX_CONNECTIONS of them, and the database pool
+ * queues the requests first come, first served.
+ *
+ * The listening socket is ours: SIGTERM closes it at once, so new connections
+ * are refused (a load balancer moves on) rather than left in the backlog while
+ * we drain, and a second process can never share the port (MHD's
+ * LISTENING_ADDRESS_REUSE set SO_REUSEPORT, which let two instances split one
+ * port's connections silently). */
+static int listen_fd = -1;
+
+static int open_listener(int port)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int off = 0, on = 1;
+    if (fd >= 0) { /* dual stack: IPv4 clients too (::ffff:a.b.c.d) */
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                                 .sin6_addr = in6addr_any};
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1024) == 0)
+            return fd;
+        close(fd);
+    }
+    /* no IPv6 in this kernel/container: IPv4 only */
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_ANY)};
+    if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(fd, 1024) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *accept_loop(void *arg)
+{
+    struct MHD_Daemon *d = arg;
+    for (;;) {
+        struct sockaddr_storage a;
+        socklen_t al = sizeof(a);
+        int fd = accept4(listen_fd, (struct sockaddr *)&a, &al, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (atomic_load(&draining))
+                return NULL;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                usleep(10000); /* out of descriptors: let connections close */
+            continue;
+        }
+        if (atomic_load(&draining)) {
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* starts the connection's thread; closes fd itself on failure (at the
+         * connection limit) */
+        MHD_add_connection(d, fd, (const struct sockaddr *)&a, al);
+    }
+}
+
 int mb_serve(const mb_config *cfg)
 {
     g_cfg = cfg;
     collect_routes();
     raise_fd_limit();
+    token_cache_init();
 
     sigset_t set;
     sigemptyset(&set);
@@ -474,9 +745,16 @@ int mb_serve(const mb_config *cfg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    listen_fd = open_listener(cfg->port);
+    if (listen_fd < 0) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot listen on port %d: %s", cfg->port,
+                      strerror(errno));
+        return 1;
+    }
     struct _u_instance inst;
     if (ulfius_init_instance(&inst, (unsigned)cfg->port, NULL, NULL) != U_OK) {
         y_log_message(Y_LOG_LEVEL_ERROR, "cannot initialise the HTTP instance");
+        close(listen_fd);
         return 1;
     }
     /* Ulfius truncates silently past this; the dispatcher answers 413 for
@@ -491,35 +769,57 @@ int mb_serve(const mb_config *cfg)
     struct MHD_OptionItem ops[] = {
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
-        {MHD_OPTION_THREAD_POOL_SIZE, cfg->threads, NULL},
+        /* virtual size: a thread touches a few pages of it, but jansson parses
+         * nested JSON recursively (up to 2048 levels) */
+        {MHD_OPTION_THREAD_STACK_SIZE, 2 * 1024 * 1024, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, 20000, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 128 * 1024, NULL},
-        {MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        /* MHD zeroes a connection's whole pool for every request on it: keep
+         * it small (headers are at most 8 KB of token plus a few more). */
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    /* epoll workers: no FD_SETSIZE ceiling; ITC lets us quiesce on shutdown. */
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC;
+    /* poll(), not select(): no FD_SETSIZE ceiling on descriptors. */
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET;
     if (ulfius_start_framework_with_mhd_options(&inst, flags, ops) != U_OK) {
-        y_log_message(Y_LOG_LEVEL_ERROR, "cannot listen on port %d", cfg->port);
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the HTTP workers");
         ulfius_clean_instance(&inst);
+        close(listen_fd);
         return 1;
     }
-    y_log_message(Y_LOG_LEVEL_INFO, "listening on port %d (%d workers, pool %d)", cfg->port,
-                  cfg->threads, cfg->pool_size);
+    pthread_t acceptor;
+    if (pthread_create(&acceptor, NULL, accept_loop, inst.mhd_daemon) != 0) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the accept thread");
+        ulfius_stop_framework(&inst);
+        ulfius_clean_instance(&inst);
+        close(listen_fd);
+        return 1;
+    }
+    y_log_message(Y_LOG_LEVEL_INFO,
+                  "listening on port %d (a thread per connection, up to %d; pool %d)", cfg->port,
+                  cfg->max_connections, cfg->pool_size);
 
     int sig = 0;
     sigwait(&set, &sig);
     y_log_message(Y_LOG_LEVEL_INFO, "signal %d: draining", sig);
-    /* Stop accepting, then let in-flight requests finish. */
-    MHD_socket lsock = MHD_quiesce_daemon(inst.mhd_daemon);
+    /* Stop accepting (new connections are refused, so a load balancer moves
+     * on at once), answer what is in flight, and tell keep-alive clients to
+     * go elsewhere (Connection: close on every answer from now on). */
+    atomic_store(&draining, true);
+    shutdown(listen_fd, SHUT_RDWR);
+    pthread_join(acceptor, NULL);
+    close(listen_fd);
+    listen_fd = -1;
     double deadline = now_ms() + cfg->shutdown_grace_s * 1000.0;
     while (atomic_load(&in_flight) > 0 && now_ms() < deadline)
         usleep(10000);
+    if (atomic_load(&in_flight) > 0)
+        y_log_message(Y_LOG_LEVEL_WARNING, "%d requests still running after %d s: stopping",
+                      atomic_load(&in_flight), cfg->shutdown_grace_s);
     ulfius_stop_framework(&inst);
-    if (lsock != MHD_INVALID_SOCKET)
-        close(lsock);
     ulfius_clean_instance(&inst);
+    token_cache_free();
     y_log_message(Y_LOG_LEVEL_INFO, "stopped");
     return 0;
 }

@@ -1,8 +1,11 @@
 /* A fixed pool of libpq connections with a free list. A connection found
  * broken is reset on the next use, so the service heals by itself when
- * PostgreSQL comes back; one left inside a transaction is rolled back. */
+ * PostgreSQL comes back; one left inside a transaction is rolled back. Every
+ * statement runs prepared: parsed and planned once per connection, then only
+ * bound and executed (see run_prepared). */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +16,46 @@
 
 #define ACQUIRE_TIMEOUT_MS 2000
 
+/* Prepared statements, per connection: an open-addressing table keyed by the
+ * caller's SQL pointer (constant strings), checked against a copy of the text so
+ * that a different text at a reused address is never run under the old name. */
+#define STMT_SLOTS 256 /* a power of two; the service has well under 200 statements */
+
+typedef struct {
+    const char *key; /* the caller's pointer; NULL = empty */
+    char *sql;       /* a copy of the text */
+    unsigned id;     /* the server-side name is "mb<id>" */
+} stmt;
+
+typedef struct {
+    PGconn *conn;
+    stmt stmts[STMT_SLOTS];
+    int nstmts;
+    unsigned next_id;
+    bool dealloc; /* server-side statements went stale: DEALLOCATE ALL when idle */
+} conn_slot;
+
+/* A request waiting for a connection. Waiters are served first come, first
+ * served: a connection given back goes straight to the oldest waiter, so under
+ * load every request waits about as long as the others (a plain condition
+ * variable lets a newcomer overtake and starves some requests for seconds). */
+typedef struct waiter {
+    pthread_cond_t cv;
+    int slot; /* handed over by put_slot; -1 until then */
+    struct waiter *next;
+} waiter;
+
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    PGconn **conns;
+    waiter *head, *tail;
+    conn_slot *slots;
     int *free_list;
     int nfree;
     int size;
     char *url;
     atomic_ullong waits;
     atomic_ullong errors;
-} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static PGconn *connect_one(void)
 {
@@ -37,19 +69,26 @@ static PGconn *connect_one(void)
     return PQconnectdbParams(keys, vals, 1);
 }
 
+/* Forgets every prepared statement of a slot (after a reconnect the server has
+ * none left). */
+static void stmts_clear(conn_slot *s)
+{
+    for (int i = 0; i < STMT_SLOTS; i++)
+        free(s->stmts[i].sql);
+    memset(s->stmts, 0, sizeof(s->stmts));
+    s->nstmts = 0;
+}
+
 int mb_pool_init(const char *database_url, int size)
 {
     pool.url = strdup(database_url);
-    pool.conns = calloc((size_t)size, sizeof(PGconn *));
+    pool.slots = calloc((size_t)size, sizeof(conn_slot));
     pool.free_list = calloc((size_t)size, sizeof(int));
-    if (pool.url == NULL || pool.conns == NULL || pool.free_list == NULL)
+    if (pool.url == NULL || pool.slots == NULL || pool.free_list == NULL)
         return -1;
     pool.size = size;
-    for (int i = 0; i < size; i++) {
-        /* Connect lazily when the database is not up yet. */
-        pool.conns[i] = NULL;
-        pool.free_list[i] = i;
-    }
+    for (int i = 0; i < size; i++)
+        pool.free_list[i] = size - 1 - i; /* connect lazily: the database may not be up yet */
     pool.nfree = size;
     return 0;
 }
@@ -58,14 +97,14 @@ void mb_pool_close(void)
 {
     pthread_mutex_lock(&pool.mu);
     for (int i = 0; i < pool.size; i++) {
-        if (pool.conns[i] != NULL)
-            PQfinish(pool.conns[i]);
-        pool.conns[i] = NULL;
+        if (pool.slots[i].conn != NULL)
+            PQfinish(pool.slots[i].conn);
+        stmts_clear(&pool.slots[i]);
     }
-    free(pool.conns);
+    free(pool.slots);
     free(pool.free_list);
     free(pool.url);
-    pool.conns = NULL;
+    pool.slots = NULL;
     pool.free_list = NULL;
     pool.url = NULL;
     pool.size = pool.nfree = 0;
@@ -82,66 +121,164 @@ void mb_pool_stats(int *size, int *in_use, unsigned long long *waits, unsigned l
     *errors = atomic_load(&pool.errors);
 }
 
-static int slot_of(PGconn *c)
+static void put_slot(int slot)
 {
-    for (int i = 0; i < pool.size; i++)
-        if (pool.conns[i] == c)
-            return i;
-    return -1;
+    pthread_mutex_lock(&pool.mu);
+    waiter *w = pool.head;
+    if (w != NULL) {
+        pool.head = w->next;
+        if (pool.head == NULL)
+            pool.tail = NULL;
+        w->slot = slot;
+        pthread_cond_signal(&w->cv);
+    } else {
+        pool.free_list[pool.nfree++] = slot;
+    }
+    pthread_mutex_unlock(&pool.mu);
 }
 
-static PGconn *acquire(void)
+static void unlink_waiter(waiter *w)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += ACQUIRE_TIMEOUT_MS / 1000;
+    waiter **pp = &pool.head, *prev = NULL;
+    while (*pp != NULL && *pp != w) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == w) {
+        *pp = w->next;
+        if (pool.tail == w)
+            pool.tail = prev;
+    }
+}
+
+/* Takes a free slot (waiting in line up to ACQUIRE_TIMEOUT_MS) and makes sure
+ * its connection is up. Returns the slot, or -1. The most recently returned
+ * slot is taken first, so a quiet service keeps using few warm connections. */
+static int acquire(void)
+{
+    int slot;
     pthread_mutex_lock(&pool.mu);
-    if (pool.nfree == 0)
+    if (pool.nfree > 0) {
+        slot = pool.free_list[--pool.nfree];
+    } else {
         atomic_fetch_add(&pool.waits, 1);
-    while (pool.nfree == 0) {
-        if (pthread_cond_timedwait(&pool.cv, &pool.mu, &deadline) != 0 && pool.nfree == 0) {
+        waiter w = {.slot = -1};
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&w.cv, &ca);
+        pthread_condattr_destroy(&ca);
+        if (pool.tail != NULL)
+            pool.tail->next = &w;
+        else
+            pool.head = &w;
+        pool.tail = &w;
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += ACQUIRE_TIMEOUT_MS / 1000;
+        while (w.slot < 0) {
+            if (pthread_cond_timedwait(&w.cv, &pool.mu, &deadline) != 0 && w.slot < 0) {
+                unlink_waiter(&w);
+                break;
+            }
+        }
+        pthread_cond_destroy(&w.cv);
+        slot = w.slot;
+        if (slot < 0) {
             pthread_mutex_unlock(&pool.mu);
-            return NULL;
+            return -1;
         }
     }
-    int slot = pool.free_list[--pool.nfree];
-    PGconn *c = pool.conns[slot];
     pthread_mutex_unlock(&pool.mu);
 
-    if (c == NULL) {
-        c = connect_one();
-    } else if (PQstatus(c) != CONNECTION_OK) {
-        PQreset(c);
+    /* The slot is ours alone now: no lock needed for its fields. */
+    conn_slot *s = &pool.slots[slot];
+    if (s->conn == NULL) {
+        s->conn = connect_one();
+        stmts_clear(s);
+    } else if (PQstatus(s->conn) != CONNECTION_OK) {
+        PQreset(s->conn);
+        stmts_clear(s);
     }
-    pthread_mutex_lock(&pool.mu);
-    pool.conns[slot] = c;
-    pthread_mutex_unlock(&pool.mu);
-    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+    if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
         atomic_fetch_add(&pool.errors, 1);
-        pthread_mutex_lock(&pool.mu);
-        pool.free_list[pool.nfree++] = slot;
-        pthread_cond_signal(&pool.cv);
-        pthread_mutex_unlock(&pool.mu);
-        return NULL;
+        put_slot(slot);
+        return -1;
     }
-    return c;
+    return slot;
 }
 
-static void give_back(PGconn *c)
+static void give_back(int slot)
 {
-    if (c == NULL)
-        return;
-    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(c, "ROLLBACK");
+    conn_slot *s = &pool.slots[slot];
+    if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(s->conn, "ROLLBACK");
         PQclear(r);
     }
-    pthread_mutex_lock(&pool.mu);
-    int slot = slot_of(c);
-    if (slot >= 0) {
-        pool.free_list[pool.nfree++] = slot;
-        pthread_cond_signal(&pool.cv);
+    if (s->dealloc && PQstatus(s->conn) == CONNECTION_OK) {
+        PGresult *r = PQexec(s->conn, "DEALLOCATE ALL");
+        PQclear(r);
+        s->dealloc = false;
     }
-    pthread_mutex_unlock(&pool.mu);
+    put_slot(slot);
+}
+
+static uint32_t ptr_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 29;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(x >> 40);
+}
+
+/* Runs sql on the slot's connection as a prepared statement, preparing it
+ * first when this connection has not seen it. Returns libpq's result (maybe
+ * an error result, maybe NULL when out of memory). */
+static PGresult *run_prepared(conn_slot *s, const char *sql, int n, const char *const *params)
+{
+    uint32_t i = ptr_hash(sql) & (STMT_SLOTS - 1);
+    stmt *st = NULL;
+    for (int probe = 0; probe < STMT_SLOTS; probe++, i = (i + 1) & (STMT_SLOTS - 1)) {
+        if (s->stmts[i].key == sql || s->stmts[i].key == NULL) {
+            st = &s->stmts[i];
+            break;
+        }
+    }
+    char name[16];
+    if (st != NULL && st->key == sql && strcmp(st->sql, sql) == 0) {
+        snprintf(name, sizeof(name), "mb%u", st->id);
+        return PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0);
+    }
+    /* A new statement; when the table is three quarters full (never in this
+     * service) run it unprepared rather than evict. */
+    if (st == NULL || (st->key == NULL && s->nstmts >= STMT_SLOTS * 3 / 4))
+        return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+    char *copy = strdup(sql);
+    if (copy == NULL)
+        return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+    unsigned id = s->next_id++;
+    snprintf(name, sizeof(name), "mb%u", id);
+    PGresult *r = PQprepare(s->conn, name, sql, n, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        free(copy);
+        return r;
+    }
+    PQclear(r);
+    if (st->key == NULL)
+        s->nstmts++;
+    free(st->sql);
+    st->key = sql;
+    st->sql = copy;
+    st->id = id;
+    return PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0);
+}
+
+/* Did the server forget or invalidate our prepared statements (a DISCARD, or a
+ * migration that changed a view's columns under a cached plan)? */
+static bool stale_statement(const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0);
 }
 
 static mb_err map_error(mb_db *db, PGresult *r)
@@ -174,17 +311,30 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
         *out = NULL;
     db->sqlstate[0] = db->constraint[0] = '\0';
     if (db->conn == NULL) {
-        db->conn = acquire();
-        if (db->conn == NULL)
+        int slot = acquire();
+        if (slot < 0)
             return MB_E_UNAVAILABLE;
+        db->slot = slot;
+        db->conn = pool.slots[slot].conn;
     }
-    PGresult *r = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+    conn_slot *s = &pool.slots[db->slot];
+    PGresult *r = run_prepared(s, sql, n, params);
     if (PQstatus(db->conn) == CONNECTION_BAD && !db->in_tx) {
         /* The server went away since this connection was last used (a
          * restart): outside a transaction it is safe to reconnect and retry. */
         PQclear(r);
         PQreset(db->conn);
-        r = PQexecParams(db->conn, sql, n, NULL, params, NULL, NULL, 0);
+        stmts_clear(s);
+        r = run_prepared(s, sql, n, params);
+    } else if (stale_statement(r)) {
+        PQclear(r);
+        stmts_clear(s);
+        s->dealloc = true;
+        if (db->in_tx) {
+            r = NULL; /* the transaction is aborted: answer 503, the client retries */
+        } else {
+            r = run_prepared(s, sql, n, params);
+        }
     }
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
@@ -226,7 +376,7 @@ void mb_db_rollback(mb_db *db)
 void mb_db_release(mb_db *db)
 {
     if (db->conn != NULL)
-        give_back(db->conn);
+        give_back(db->slot);
     db->conn = NULL;
     db->in_tx = false;
 }

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Benchmark (not part of the test suite): the service against PostgreSQL's own speed for the
+# same SQL. Installs what is missing (wrk, pgbench), builds Release, starts a throwaway
+# PostgreSQL, migrates, seeds, loads bench/data.sql (2 500 partners, 20 000 users, 50 000
+# benefits, 300 000 audit events), starts the service, then for each endpoint runs wrk on
+# loopback and pgbench with the SQL the endpoint runs, and prints one table.
+#
+#   scripts/bench.sh
+#   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
+#        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
+#        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
+#        DB_POOL_SIZE (the service's, 8), KEEP_TMP=1 (keep the work dir),
+#        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data)
+# Output: the table on stdout, and every raw output in the work dir it names.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+SECS=${BENCH_SECONDS:-20}
+WARMUP=${BENCH_WARMUP:-2}
+CONN=${BENCH_CONNECTIONS:-32}
+THR=${BENCH_THREADS:-2}
+ONLY=${BENCH_ONLY:-list get seats keys}
+KEYS_PARTNERS=400
+SVC_PID="" PERF_PID="" PG_TMP="" OUT=""
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
+	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
+	pg_temp_stop || true
+	if [ -n "$OUT" ] && [ -z "${KEEP_TMP:-}" ] && [ "$rc" = 0 ]; then rm -rf "$OUT"; fi
+	[ -n "$OUT" ] && [ -d "$OUT" ] && log "raw outputs kept in $OUT"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ensure_packages build db bench
+build build -DCMAKE_BUILD_TYPE=Release
+BIN=$MB_ROOT/build/mpn-benefits
+PGBENCH=$PG_BIN/pgbench
+[ -x "$PGBENCH" ] || PGBENCH=$(command -v pgbench) || die "pgbench missing"
+command -v wrk >/dev/null || die "wrk missing"
+
+OUT=$(mktemp -d /tmp/mb-bench.XXXXXX)
+chmod 755 "$OUT"
+
+pg_temp_start
+export DATABASE_URL
+export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
+export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
+export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
+export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+# The service's default pool (8): measured on 2 cores, 4 lost a quarter of the single-benefit
+# throughput for no better tail, 16 and 32 gained nothing.
+export DB_POOL_SIZE=${DB_POOL_SIZE:-8}
+"$BIN" migrate >"$OUT/setup.log" 2>&1 || die "migrate failed ($OUT/setup.log)"
+"$BIN" seed-demo >>"$OUT/setup.log" 2>&1 || die "seed-demo failed ($OUT/setup.log)"
+log "loading bench/data.sql"
+t0=$SECONDS
+psql_bench() { pg_psql "$PG_SOCK" "$PG_PORT" mpn -q "$@"; }
+psql_bench -v kek="$KEY_ENCRYPTION_KEY" -v keys_partners=$KEYS_PARTNERS -f bench/data.sql \
+	>>"$OUT/setup.log" 2>&1 || die "bench/data.sql failed ($OUT/setup.log)"
+log "data loaded in $((SECONDS - t0))s: $(psql_bench -tAc "SELECT (SELECT count(*) FROM partners) || ' partners, ' ||
+	(SELECT count(*) FROM users) || ' users, ' || (SELECT count(*) FROM benefits) || ' benefits, ' ||
+	(SELECT count(*) FROM audit_events) || ' audit events'")"
+"$PY" bench/requests.py "$OUT" "$KEYS_PARTNERS"
+
+SVC_PORT=$(free_port)
+log "service (Release) on 127.0.0.1:$SVC_PORT"
+# setsid: a session (so a scheduler autogroup) of its own, as PostgreSQL has (lib.sh pg_start)
+# and as on separate machines; otherwise the service and wrk share one group's CPU share.
+PORT=$SVC_PORT setsid "$BIN" serve >"$OUT/service.log" 2>&1 &
+SVC_PID=$!
+wait_http "http://127.0.0.1:$SVC_PORT/readyz" 30 "$SVC_PID" || die "the service did not come up"
+URL=http://127.0.0.1:$SVC_PORT
+if [ -n "${BENCH_PERF:-}" ]; then
+	perf record -g -F 499 -p "$SVC_PID" -o "$OUT/perf.data" >"$OUT/perf.log" 2>&1 &
+	PERF_PID=$!
+fi
+
+# route_exists LINE_OF_TSV : does the service know this route (not 404 not-found / 405)?
+route_exists() {
+	local m p t code
+	IFS=$'\t' read -r m p t _ <<<"$1"
+	code=$(curl -s -o "$OUT/probe.json" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $t" \
+		-H 'Content-Type: application/json' -d '{}' "$URL$p")
+	! { [ "$code" = 405 ] || { [ "$code" = 404 ] && grep -q '"No such resource."' "$OUT/probe.json"; }; }
+}
+
+run_wrk() { # NAME TAG : replays $OUT/TAG.tsv
+	local name=$1 tag=$2
+	if [ "$WARMUP" -gt 0 ]; then
+		# Not measured: every pooled connection connects and prepares this endpoint's statements.
+		BENCH_REQUESTS=$OUT/$tag.tsv BENCH_THREADS=$THR wrk -t"$THR" -c"$CONN" -d"${WARMUP}s" \
+			-s bench/requests.lua "$URL" >"$OUT/wrk-$tag-warmup.txt" 2>&1 || true
+		[ "$tag" = seats ] && free_seats
+	fi
+	log "wrk $tag: ${SECS}s, $CONN connections, $THR threads"
+	BENCH_REQUESTS=$OUT/$tag.tsv BENCH_THREADS=$THR wrk -t"$THR" -c"$CONN" -d"${SECS}s" --latency \
+		-s bench/requests.lua "$URL" >"$OUT/wrk-$tag.txt" 2>&1 || die "wrk failed: $(cat "$OUT/wrk-$tag.txt")"
+	"$PY" bench/stats.py wrk "$name" "$OUT/wrk-$tag.txt" >>"$OUT/results.jsonl"
+}
+
+run_pgbench() { # NAME SCRIPT REQS_PER_TX LABEL
+	local name=$1 script=$2 per=$3 label=$4 tag
+	tag=$(basename "$script" .sql)
+	log "pgbench $tag: ${SECS}s, $CONN clients, $THR threads, prepared"
+	rm -f "$OUT"/pgbench_log.*
+	(cd "$OUT" && "$PGBENCH" -n -M prepared -c "$CONN" -j "$THR" -T "$SECS" -l \
+		-D clients="$CONN" -D kek="$KEY_ENCRYPTION_KEY" -f "$MB_ROOT/$script" \
+		-h 127.0.0.1 -p "$PG_PORT" -U postgres mpn) >"$OUT/pgbench-$tag.txt" 2>&1 ||
+		die "pgbench failed: $(tail -n 20 "$OUT/pgbench-$tag.txt")"
+	"$PY" bench/stats.py pgbench "$name" "$per" "$label" "$OUT/pgbench-$tag.txt" "$OUT"/pgbench_log.* >>"$OUT/results.jsonl"
+	rm -f "$OUT"/pgbench_log.*
+}
+
+# Frees every seat of the bench partners (DELETE, so the trigger keeps benefits.used right).
+free_seats() { psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null; }
+
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+
+: >"$OUT/results.jsonl"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if want list; then
+	run_wrk "GET …/benefits (list)" list
+	run_pgbench "GET …/benefits (list)" bench/pgbench/list.sql 1 ""
+fi
+if want get; then
+	run_wrk "GET …/benefits/{b}" get
+	run_pgbench "GET …/benefits/{b}" bench/pgbench/get.sql 1 ""
+fi
+if want seats; then
+	if route_exists "$(head -n1 "$OUT/seats.tsv")"; then
+		free_seats
+		run_wrk "seat assign + remove" seats
+		free_seats
+		run_pgbench "seat assign + remove" bench/pgbench/seats_tx.sql 2 "same transactions"
+		free_seats
+		run_pgbench "seat assign + remove" bench/pgbench/seats_bare.sql 2 "INSERT/DELETE only"
+		free_seats
+	else
+		warn "POST …/assignments is not there (yet): skipping the seat cycle"
+	fi
+fi
+if want keys; then
+	if route_exists "$(head -n1 "$OUT/keys.tsv")"; then
+		log "first reveal of $KEYS_PARTNERS benefits"
+		"$PY" - "$OUT/keys.tsv" "$URL" <<'PYEOF' || die "first reveals failed"
+import sys, urllib.request, urllib.error
+bad = 0
+for line in open(sys.argv[1]):
+    m, p, t, b = line.rstrip("\n").split("\t")
+    req = urllib.request.Request(sys.argv[2] + p, data=b.encode(), method=m, headers={
+        "Authorization": "Bearer " + t, "Content-Type": "application/json"})
+    try:
+        urllib.request.urlopen(req, timeout=10).read()
+    except urllib.error.HTTPError as e:
+        bad += 1
+        if bad < 3:
+            print(e.code, e.read()[:300], file=sys.stderr)
+sys.exit(1 if bad else 0)
+PYEOF
+		run_wrk "POST …/keys (repeat reveal)" keys
+		run_pgbench "POST …/keys (repeat reveal)" bench/pgbench/keys_tx.sql 1 ""
+	else
+		warn "POST …/keys is not there (yet): skipping the key reveals"
+	fi
+fi
+
+curl -s "$URL/metrics" >"$OUT/metrics.txt" || true
+RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$SVC_PID/status")
+if [ -n "$PERF_PID" ]; then
+	kill -INT "$PERF_PID" 2>/dev/null || true
+	wait "$PERF_PID" 2>/dev/null || true
+	PERF_PID=""
+	KEEP_TMP=1
+fi
+stop_pid "$SVC_PID" 20 || warn "the service did not exit 0"
+SVC_PID=""
+
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
+{
+	echo
+	echo "mpn-benefits bench: $(date -u +%Y-%m-%dT%H:%MZ), $MACHINE; ${SECS}s per run, $CONN connections, $THR threads;" \
+		"service pool $(sed -n 's/^mpn_db_pool_size //p' "$OUT/metrics.txt") connections;" \
+		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
+	echo
+	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
+} | tee "$OUT/table.md"
