@@ -92,8 +92,8 @@ void mb_reply_problem_x(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, ...
 
 void mb_reply_verr(mb_ctx *c, const mb_verr *e)
 {
-    json_t *errors = json_pack("{s:[{s:s, s:s}]}", "errors", "field", e->field, "message",
-                               e->message);
+    json_t *errors =
+        json_pack("{s:[{s:s, s:s}]}", "errors", "field", e->field, "message", e->message);
     mb_reply_problem_x(c, MB_E_VALIDATION, errors, "Field '%s' %s.", e->field, e->message);
 }
 
@@ -108,7 +108,8 @@ void mb_reply_err(mb_ctx *c, mb_err e)
         mb_set_header(c, "Retry-After", "2");
         break;
     case MB_E_INTERNAL:
-        mb_reply_problem(c, e, "An internal error occurred; it has been logged with the request id.");
+        mb_reply_problem(c, e,
+                         "An internal error occurred; it has been logged with the request id.");
         break;
     default:
         mb_reply_problem(c, e, "%s.", mb_err_title(e));
@@ -134,8 +135,7 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
     const char *ct = mb_header(c, "Content-Type");
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
         (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE,
-                         "Send the body as application/json.");
+        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.");
         return NULL;
     }
     json_error_t jerr;
@@ -183,8 +183,8 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
     }
     PGresult *r = NULL;
     const char *p[] = {partner_id};
-    mb_err e = mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1,
-                          p);
+    mb_err e =
+        mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1, p);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return false;
@@ -215,8 +215,13 @@ const char *mb_actor(mb_ctx *c)
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
                 const char *target_id, const char *details_json)
 {
-    const char *p[] = {partner_id,  mb_actor(c),           action, target_type,
-                       target_id,   c->request_id,         details_json ? details_json : "{}"};
+    const char *p[] = {partner_id,
+                       mb_actor(c),
+                       action,
+                       target_type,
+                       target_id,
+                       c->request_id,
+                       details_json ? details_json : "{}"};
     return mb_db_exec(&c->db, NULL,
                       "INSERT INTO audit_events (partner_id, actor, action, target_type, "
                       "target_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
