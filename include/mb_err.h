@@ -26,6 +26,7 @@
     X(NOT_PENDING, 409, "not-pending", "Activation is not pending")                                \
     X(PRECONDITION_FAILED, 412, "precondition-failed", "Precondition failed")                      \
     X(PAYLOAD_TOO_LARGE, 413, "payload-too-large", "Payload too large")                            \
+    X(HEADERS_TOO_LARGE, 431, "headers-too-large", "Request headers too large")                    \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported-media-type", "Unsupported media type")             \
     X(MALFORMED_JSON, 400, "malformed-json", "Malformed JSON")                                     \
     X(VALIDATION, 422, "validation-failed", "Validation failed")                                   \

@@ -26,8 +26,8 @@ typedef struct mb_benefit {
 /* Loads benefit_id of partner_id (404 when it is not that partner's). With
  * for_update the benefit row is locked until the transaction ends, which
  * serialises every change of the same benefit across service processes. */
-mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id,
-                       bool for_update, mb_benefit *out);
+mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id, bool for_update,
+                       mb_benefit *out);
 
 /* True when the benefit can no longer be used (expired or cancelled). */
 bool mb_benefit_closed(const mb_benefit *b);

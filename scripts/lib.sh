@@ -69,6 +69,7 @@ ensure_packages() {
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
 			command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm"
 			;;
+		fuzz) want="$want $MB_PKGS_FUZZ" ;;
 		*) die "ensure_packages: unknown group $g" ;;
 		esac
 	done
@@ -95,6 +96,12 @@ ensure_packages() {
 	rm -f "$out"
 }
 
+# The contract fuzzer (tests/fuzz/contract_fuzz.py) runs in the test suite too: Hypothesis and
+# jsonschema belong to the test group. Group fuzz (scripts/fuzz.sh): clang with its libFuzzer
+# runtime, and valgrind.
+MB_PKGS_TEST="$MB_PKGS_TEST python3-hypothesis python3-jsonschema"
+MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
+
 # --- build ----------------------------------------------------------------------------------
 
 # build DIR [CMAKE_ARG...] : configure and build into DIR (relative to the repo).
@@ -105,6 +112,20 @@ build() {
 	cmake -S "$MB_ROOT" -B "$MB_ROOT/$dir" "$@" >/dev/null || die "cmake configure failed ($dir)"
 	cmake --build "$MB_ROOT/$dir" -j "$(nproc 2>/dev/null || echo 2)" || die "build failed ($dir)"
 	[ -x "$MB_ROOT/$dir/mpn-benefits" ] || die "build produced no $dir/mpn-benefits"
+}
+
+# --- the service under test ----------------------------------------------------------------
+
+# mb_test_env : export the test configuration of the service (each value unless already set);
+# DATABASE_URL comes from pg_temp_start.
+mb_test_env() {
+	export DATABASE_URL
+	export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
+	export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
+	export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
+	export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+	export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
+	export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
 }
 
 # --- small utilities ------------------------------------------------------------------------

@@ -89,13 +89,7 @@ CTEST_FAILED=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of.*/\1/p' 
 
 # --- 4. database ----------------------------------------------------------------------------
 pg_temp_start
-export DATABASE_URL
-export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
-export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
-export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
-export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
-export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
-export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
+mb_test_env
 
 # The subcommands run under the sanitizers too: a leak or UB there fails the step.
 for step in migrate migrate seed-demo seed-demo; do

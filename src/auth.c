@@ -15,10 +15,8 @@ static const struct {
     const char *name;
     unsigned bit;
 } roles[] = {
-    {"global_admin", MB_ROLE_GLOBAL_ADMIN},
-    {"user_admin", MB_ROLE_USER_ADMIN},
-    {"admin_agent", MB_ROLE_ADMIN_AGENT},
-    {"mpn_partner_admin", MB_ROLE_MPN_PARTNER_ADMIN},
+    {"global_admin", MB_ROLE_GLOBAL_ADMIN}, {"user_admin", MB_ROLE_USER_ADMIN},
+    {"admin_agent", MB_ROLE_ADMIN_AGENT},   {"mpn_partner_admin", MB_ROLE_MPN_PARTNER_ADMIN},
     {"operator", MB_ROLE_OPERATOR},
 };
 
@@ -207,9 +205,9 @@ char *mb_auth_mint(const mb_config *cfg, const char *sub, const char *tid, unsig
 {
     if (cfg->jwt_alg != MB_ALG_HS256)
         return NULL;
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "sub", sub, "iss",
-                               cfg->jwt_issuer, "aud", cfg->jwt_audience, "iat", (json_int_t)now,
-                               "nbf", (json_int_t)now, "exp", (json_int_t)(now + ttl_s));
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "sub", sub, "iss", cfg->jwt_issuer,
+                               "aud", cfg->jwt_audience, "iat", (json_int_t)now, "nbf",
+                               (json_int_t)now, "exp", (json_int_t)(now + ttl_s));
     json_t *rl = json_array();
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
         if (role_bits & roles[i].bit)

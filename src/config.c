@@ -81,7 +81,8 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         env_int("HTTP_MAX_CONNECTIONS", 1024, 16, 65536, &cfg->max_connections) != 0 ||
         env_int("MAX_BODY_KB", 64, 1, 10240, &body_kb) != 0 ||
         env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 300, &cfg->shutdown_grace_s) != 0) {
-        snprintf(err, errlen, "DB_POOL_SIZE, HTTP_MAX_CONNECTIONS, MAX_BODY_KB or SHUTDOWN_GRACE_SECONDS out "
+        snprintf(err, errlen,
+                 "DB_POOL_SIZE, HTTP_MAX_CONNECTIONS, MAX_BODY_KB or SHUTDOWN_GRACE_SECONDS out "
                  "of range");
         return -1;
     }

@@ -23,7 +23,8 @@ static void usage(void)
             "  token --sub S [--partner P] --role R [--role R ...] [--ttl SECONDS]\n"
             "                             print a development token (HS256, JWT_SECRET)\n"
             "configuration: DATABASE_URL PORT JWT_ALG JWT_SECRET JWT_PUBLIC_KEY_FILE JWT_ISSUER\n"
-            "  JWT_AUDIENCE KEY_ENCRYPTION_KEY CORS_ORIGINS DB_POOL_SIZE HTTP_MAX_CONNECTIONS MAX_BODY_KB\n");
+            "  JWT_AUDIENCE KEY_ENCRYPTION_KEY CORS_ORIGINS DB_POOL_SIZE HTTP_MAX_CONNECTIONS "
+            "MAX_BODY_KB\n");
 }
 
 static char *slurp(const char *path)

@@ -4,10 +4,9 @@ static const struct {
     int status;
     const char *code;
     const char *title;
-} table[MB_E__COUNT] = {
-    [MB_OK] = {200, "ok", "OK"},
+} table[MB_E__COUNT] = {[MB_OK] = {200, "ok", "OK"},
 #define MB_ERR_ROW(name, status, code, title) [MB_E_##name] = {status, code, title},
-    MB_ERR_MAP(MB_ERR_ROW)
+                        MB_ERR_MAP(MB_ERR_ROW)
 #undef MB_ERR_ROW
 };
 

@@ -22,9 +22,8 @@ static const struct {
     [MB_ACT_KEYS] = {GA | PA,
                      "Getting keys and activating software or cloud benefits needs Global admin "
                      "or MPN partner admin. Ask your Global admin."},
-    [MB_ACT_ASSIGN_OTHERS] = {GA,
-                              "Assigning benefits to employees needs Global admin. Ask your "
-                              "Global admin."},
+    [MB_ACT_ASSIGN_OTHERS] = {GA, "Assigning benefits to employees needs Global admin. Ask your "
+                                  "Global admin."},
     [MB_ACT_TECHNICAL] = {GA | PA,
                           "Technical benefits are available to Global admin and MPN partner "
                           "admin only. Ask your Global admin."},

@@ -93,11 +93,17 @@ bool mb_v_known(const json_t *obj, const char *const *names, mb_verr *e)
             if (strcmp(names[i], key) == 0)
                 ok = true;
         if (!ok) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "unknown field");
+            /* Quote at most 60 bytes of the name, cut between two UTF-8
+             * characters: half a character makes the 422 answer unbuildable
+             * (jansson refuses invalid UTF-8) and the client got a 500. */
             char field[64];
-            snprintf(field, sizeof(field), "%.60s", key);
-            return fail(e, field, msg);
+            size_t n = strnlen(key, 60);
+            if (key[n] != '\0')
+                while (n > 0 && ((unsigned char)key[n] & 0xC0) == 0x80)
+                    n--;
+            memcpy(field, key, n);
+            field[n] = '\0';
+            return fail(e, field, "unknown field");
         }
     }
     return true;

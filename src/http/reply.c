@@ -47,8 +47,14 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
     int status = mb_err_status(e);
     char type[128];
     snprintf(type, sizeof(type), "https://mpn-benefits.example/problems/%s", mb_err_code(e));
-    json_t *doc = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", mb_err_title(e),
-                            "status", status, "detail", detail, "code", mb_err_code(e));
+    /* A detail cut by the buffer in the middle of a character, or quoting
+     * invalid UTF-8 from the request, is refused by jansson: answer the title
+     * then rather than a 500. */
+    json_t *d = json_string(detail);
+    if (d == NULL)
+        d = json_string(mb_err_title(e));
+    json_t *doc = json_pack("{s:s, s:s, s:i, s:o, s:s}", "type", type, "title", mb_err_title(e),
+                            "status", status, "detail", d, "code", mb_err_code(e));
     if (doc != NULL && c->request_id != NULL)
         json_object_set_new(doc, "request_id", json_string(c->request_id));
     if (doc != NULL && extra != NULL)
@@ -86,8 +92,8 @@ void mb_reply_problem_x(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, ...
 
 void mb_reply_verr(mb_ctx *c, const mb_verr *e)
 {
-    json_t *errors = json_pack("{s:[{s:s, s:s}]}", "errors", "field", e->field, "message",
-                               e->message);
+    json_t *errors =
+        json_pack("{s:[{s:s, s:s}]}", "errors", "field", e->field, "message", e->message);
     mb_reply_problem_x(c, MB_E_VALIDATION, errors, "Field '%s' %s.", e->field, e->message);
 }
 
@@ -102,7 +108,8 @@ void mb_reply_err(mb_ctx *c, mb_err e)
         mb_set_header(c, "Retry-After", "2");
         break;
     case MB_E_INTERNAL:
-        mb_reply_problem(c, e, "An internal error occurred; it has been logged with the request id.");
+        mb_reply_problem(c, e,
+                         "An internal error occurred; it has been logged with the request id.");
         break;
     default:
         mb_reply_problem(c, e, "%s.", mb_err_title(e));
@@ -128,15 +135,26 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
     const char *ct = mb_header(c, "Content-Type");
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
         (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE,
-                         "Send the body as application/json.");
+        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.");
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_DECODE_ANY: `1` or `null` is JSON, just not an object (422 below,
+     * not 400). Valid JSON that jansson cannot hold (an integer past 64 bits,
+     * a \u0000 in a string) is a validation failure too, not malformed. */
+    json_t *doc =
+        json_loadb(c->req->binary_body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (doc == NULL) {
-        mb_reply_problem(c, MB_E_MALFORMED_JSON, "The body is not valid JSON (line %d, column %d).",
-                         jerr.line, jerr.column);
+        enum json_error_code code = json_error_code(&jerr);
+        if (code == json_error_numeric_overflow || code == json_error_null_character)
+            mb_reply_problem(c, MB_E_VALIDATION, "%s in the body (line %d, column %d).",
+                             code == json_error_numeric_overflow ? "A number out of range"
+                                                                 : "A NUL character",
+                             jerr.line, jerr.column);
+        else
+            mb_reply_problem(c, MB_E_MALFORMED_JSON,
+                             "The body is not valid JSON (line %d, column %d).", jerr.line,
+                             jerr.column);
         return NULL;
     }
     if (!json_is_object(doc)) {
@@ -165,8 +183,8 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
     }
     PGresult *r = NULL;
     const char *p[] = {partner_id};
-    mb_err e = mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1,
-                          p);
+    mb_err e =
+        mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1, p);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return false;
@@ -197,8 +215,13 @@ const char *mb_actor(mb_ctx *c)
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
                 const char *target_id, const char *details_json)
 {
-    const char *p[] = {partner_id,  mb_actor(c),           action, target_type,
-                       target_id,   c->request_id,         details_json ? details_json : "{}"};
+    const char *p[] = {partner_id,
+                       mb_actor(c),
+                       action,
+                       target_type,
+                       target_id,
+                       c->request_id,
+                       details_json ? details_json : "{}"};
     return mb_db_exec(&c->db, NULL,
                       "INSERT INTO audit_events (partner_id, actor, action, target_type, "
                       "target_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",

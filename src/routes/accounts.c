@@ -90,7 +90,8 @@ static bool parse_competencies(const json_t *body, char **out, bool *present, mb
     json_t *norm = json_array();
     size_t i;
     json_t *item;
-    json_array_foreach (v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         char prefix[48];
         snprintf(prefix, sizeof(prefix), "competencies[%zu]", i);
         const char *area, *level, *expires;
@@ -137,7 +138,8 @@ static bool parse_roles(const json_t *body, unsigned *bits, bool *present, mb_ve
         return verr(e, "roles", "must be an array");
     size_t i;
     json_t *item;
-    json_array_foreach (v, i, item) {
+    json_array_foreach(v, i, item)
+    {
         unsigned bit = json_is_string(item) ? mb_role_bit(json_string_value(item)) : 0;
         if (bit == 0 || !(bit & MB_ROLES_PARTNER))
             return verr(e, "roles",
@@ -464,8 +466,7 @@ static void user_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
         return;
     }
-    mb_reply_doc(c, 200,
-                 "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
+    mb_reply_doc(c, 200, "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
                  2, c->param, "user");
 }
 

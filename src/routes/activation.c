@@ -201,8 +201,7 @@ static void activation_create(mb_ctx *c)
     e = mb_db_exec(&c->db, NULL, "UPDATE benefits SET status = 'pending' WHERE id = $1::uuid", 1,
                    pl);
     char details[128];
-    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", b.id,
-             b.category);
+    snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", b.id, b.category);
     if (e == MB_OK)
         e = mb_audit(c, c->param[0], "activation.requested", "activation", id, details);
     if (e != MB_OK) {
@@ -254,9 +253,10 @@ static void admin_activations_list(mb_ctx *c)
     for (size_t i = 0; !known && activation_states[i]; i++)
         known = strcmp(activation_states[i], status) == 0;
     if (!known) {
-        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
-                                                         "status", "message", "unknown"),
-                           "Query 'status' must be one of: pending, active, rejected.");
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "status", "message", "unknown"),
+            "Query 'status' must be one of: pending, active, rejected.");
         return;
     }
     int limit;
@@ -386,7 +386,8 @@ static void admin_activation_reject(mb_ctx *c)
     static const char *const fields[] = {"reason", NULL};
     mb_verr verr;
     const char *reason = NULL;
-    if (!mb_v_known(body, fields, &verr) || !mb_v_str(body, "reason", true, 1, 500, &reason, &verr)) {
+    if (!mb_v_known(body, fields, &verr) ||
+        !mb_v_str(body, "reason", true, 1, 500, &reason, &verr)) {
         json_decref(body);
         mb_reply_verr(c, &verr);
         return;
@@ -553,8 +554,8 @@ static void support_create(mb_ctx *c)
     char units_s[24], hours_s[24];
     snprintf(units_s, sizeof(units_s), "%lld", units);
     snprintf(hours_s, sizeof(hours_s), "%lld", hours);
-    const char *p[] = {c->param[0], b.id,     type,     tenant,     has_hours ? hours_s : NULL,
-                       desc,        units_s,  mb_actor(c)};
+    const char *p[] = {c->param[0], b.id,    type,       tenant, has_hours ? hours_s : NULL,
+                       desc,        units_s, mb_actor(c)};
     PGresult *r = NULL;
     mb_err e = mb_db_exec(&c->db, &r,
                           "INSERT INTO support_requests (partner_id, benefit_id, type, "
@@ -565,9 +566,9 @@ static void support_create(mb_ctx *c)
     json_decref(body);
     if (e == MB_E_VALIDATION && strcmp(c->db.constraint, "benefits_used_within_quantity") == 0) {
         int left = b.quantity - b.used;
-        mb_reply_problem(c, MB_E_BENEFIT_EXHAUSTED,
-                         "This request needs %lld %s; %d of %d left.", units,
-                         by_hours ? "hours" : "incident(s)", left < 0 ? 0 : left, b.quantity);
+        mb_reply_problem(c, MB_E_BENEFIT_EXHAUSTED, "This request needs %lld %s; %d of %d left.",
+                         units, by_hours ? "hours" : "incident(s)", left < 0 ? 0 : left,
+                         b.quantity);
         return;
     }
     if (e != MB_OK) {
@@ -588,8 +589,8 @@ static void support_create(mb_ctx *c)
     reply_doc(c, 201, "SELECT doc FROM support_request_docs WHERE id = $1::uuid", id,
               "support request");
     char loc[192];
-    snprintf(loc, sizeof(loc), "/v1/partners/%s/benefits/%s/support-requests/%s", c->param[0],
-             b.id, id);
+    snprintf(loc, sizeof(loc), "/v1/partners/%s/benefits/%s/support-requests/%s", c->param[0], b.id,
+             id);
     mb_set_header(c, "Location", loc);
 }
 
@@ -605,7 +606,7 @@ const mb_route mb_routes_activation[] = {
     {"GET", "/v1/partners/:partnerId/benefits/:benefitId/support-requests", support_list, 0},
     {"POST", "/v1/partners/:partnerId/benefits/:benefitId/support-requests", support_create,
      MB_R_TX | MB_R_BODY},
-    {"GET", "/v1/partners/:partnerId/benefits/:benefitId/support-requests/:requestId",
-     support_get, 0},
+    {"GET", "/v1/partners/:partnerId/benefits/:benefitId/support-requests/:requestId", support_get,
+     0},
     {NULL, NULL, NULL, 0},
 };

@@ -49,9 +49,10 @@ static void metrics(mb_ctx *c)
 static bool page_args(mb_ctx *c, int *limit, char *after, size_t afterlen, bool numeric)
 {
     if (!mb_parse_limit(mb_query(c, "limit"), limit)) {
-        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
-                                                         "limit", "message", "1 to 200"),
-                           "Query 'limit' must be an integer from 1 to 200.");
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "limit", "message", "1 to 200"),
+            "Query 'limit' must be an integer from 1 to 200.");
         return false;
     }
     after[0] = '\0';
@@ -67,9 +68,10 @@ static bool page_args(mb_ctx *c, int *limit, char *after, size_t afterlen, bool 
         ok = mb_is_uuid(after);
     }
     if (!ok) {
-        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
-                                                         "cursor", "message", "invalid"),
-                           "Query 'cursor' is not a cursor this API gave out.");
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "cursor", "message", "invalid"),
+            "Query 'cursor' is not a cursor this API gave out.");
         return false;
     }
     return true;
@@ -139,10 +141,10 @@ static void partner_get(mb_ctx *c)
                  "partner");
 }
 
-static const char *const categories[] = {"software", "cloud", "visual_studio", "technical",
-                                         "go_to_market", NULL};
-static const char *const benefit_states[] = {"available", "pending", "active", "expired",
-                                             "cancelled", NULL};
+static const char *const categories[] = {"software",  "cloud",        "visual_studio",
+                                         "technical", "go_to_market", NULL};
+static const char *const benefit_states[] = {"available", "pending",   "active",
+                                             "expired",   "cancelled", NULL};
 
 static bool in_list(const char *v, const char *const *list)
 {
@@ -159,22 +161,24 @@ static void benefits_list(mb_ctx *c)
     const char *category = mb_query(c, "category");
     const char *status = mb_query(c, "status");
     if (category != NULL && !in_list(category, categories)) {
-        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
-                                                         "category", "message", "unknown"),
-                           "Query 'category' must be one of: software, cloud, visual_studio, "
-                           "technical, go_to_market.");
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "category", "message", "unknown"),
+            "Query 'category' must be one of: software, cloud, visual_studio, "
+            "technical, go_to_market.");
         return;
     }
     if (status != NULL && !in_list(status, benefit_states)) {
-        mb_reply_problem_x(c, MB_E_VALIDATION, json_pack("{s:[{s:s,s:s}]}", "errors", "field",
-                                                         "status", "message", "unknown"),
-                           "Query 'status' must be one of: available, pending, active, "
-                           "expired, cancelled.");
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "status", "message", "unknown"),
+            "Query 'status' must be one of: available, pending, active, "
+            "expired, cancelled.");
         return;
     }
     /* R8: technical benefits are visible only to the right roles. */
-    bool technical = mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) ||
-                     (c->who.roles & MB_ROLE_OPERATOR);
+    bool technical =
+        mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) || (c->who.roles & MB_ROLE_OPERATOR);
     if (category != NULL && strcmp(category, "technical") == 0 && !technical) {
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
         return;
@@ -185,7 +189,8 @@ static void benefits_list(mb_ctx *c)
         return;
     if (!mb_partner_gate(c, c->param[0], true, NULL))
         return;
-    const char *p[] = {c->param[0], category, status, after[0] ? after : NULL, technical ? "true" : "false"};
+    const char *p[] = {c->param[0], category, status, after[0] ? after : NULL,
+                       technical ? "true" : "false"};
     mb_reply_list(c,
                   "SELECT doc, id::text FROM benefit_docs WHERE partner_id = $1::uuid "
                   "AND ($2::text IS NULL OR category = $2) "
@@ -212,8 +217,7 @@ static void benefit_get(mb_ctx *c)
     if (e == MB_OK && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "technical") == 0 &&
         !mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) && !(c->who.roles & MB_ROLE_OPERATOR)) {
         PQclear(r);
-        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s",
-                         mb_action_denied_detail(MB_ACT_TECHNICAL));
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
         return;
     }
     if (e != MB_OK)

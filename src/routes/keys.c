@@ -62,8 +62,7 @@ static bool keys_valid(const json_t *body, mb_verr *e)
         size_t len = json_string_length(k);
         size_t chars = utf8_chars(s, len);
         if (chars < 1 || chars > KEY_MAX_CHARS) {
-            snprintf(e->message, sizeof(e->message), "must be 1 to %d characters",
-                     KEY_MAX_CHARS);
+            snprintf(e->message, sizeof(e->message), "must be 1 to %d characters", KEY_MAX_CHARS);
             return false;
         }
         for (size_t j = 0; j < len; j++) {
@@ -172,9 +171,9 @@ static void keys_load(mb_ctx *c)
         mb_reply_err(c, e);
         return;
     }
-    json_t *doc = json_pack("{s:s, s:I, s:I, s:I}", "product_id", product_id, "added",
-                            (json_int_t)added, "duplicates", (json_int_t)duplicates, "available",
-                            (json_int_t)available);
+    json_t *doc =
+        json_pack("{s:s, s:I, s:I, s:I}", "product_id", product_id, "added", (json_int_t)added,
+                  "duplicates", (json_int_t)duplicates, "available", (json_int_t)available);
     mb_reply_jansson(c, 200, doc);
 }
 
@@ -201,8 +200,8 @@ static bool offered(mb_ctx *c, const char *field, const char *value, const char 
             o += (size_t)snprintf(listed + o, sizeof(listed) - o, "%s%s", i ? ", " : "",
                                   json_string_value(v));
     }
-    json_t *extra = json_pack("{s:o, s:[{s:s,s:s}]}", "allowed", allowed, "errors", "field",
-                              field, "message", "is not offered for this product");
+    json_t *extra = json_pack("{s:o, s:[{s:s,s:s}]}", "allowed", allowed, "errors", "field", field,
+                              "message", "is not offered for this product");
     mb_reply_problem_x(c, MB_E_VALIDATION, extra,
                        "Field '%s' must be one of the values this product offers: %s.", field,
                        listed[0] ? listed : "(none)");
@@ -285,12 +284,12 @@ static void keys_reveal(mb_ctx *c)
     }
     if (!has_keys(b.category, b.cloud_kind)) {
         json_decref(body);
-        mb_reply_problem_x(c, MB_E_VALIDATION,
-                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
-                                     "has no keys"),
-                           "Keys apply to software and license-based cloud benefits only; this "
-                           "benefit is %s%s%s.",
-                           b.category, b.cloud_kind[0] ? " " : "", b.cloud_kind);
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message", "has no keys"),
+            "Keys apply to software and license-based cloud benefits only; this "
+            "benefit is %s%s%s.",
+            b.category, b.cloud_kind[0] ? " " : "", b.cloud_kind);
         return;
     }
     if (mb_benefit_closed(&b)) {
@@ -302,9 +301,9 @@ static void keys_reveal(mb_ctx *c)
 
     const char *pp[] = {b.product_id};
     PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                   "SELECT to_json(languages), to_json(os_types) FROM products WHERE id = $1::uuid",
-                   1, pp);
+    mb_err e = mb_db_exec(
+        &c->db, &r,
+        "SELECT to_json(languages), to_json(os_types) FROM products WHERE id = $1::uuid", 1, pp);
     if (e != MB_OK || PQntuples(r) != 1) {
         PQclear(r);
         json_decref(body);
@@ -321,8 +320,7 @@ static void keys_reveal(mb_ctx *c)
 
     const char *bp[] = {b.id};
     e = mb_db_exec(&c->db, &r,
-                   "SELECT EXISTS (SELECT 1 FROM license_keys WHERE benefit_id = $1::uuid)", 1,
-                   bp);
+                   "SELECT EXISTS (SELECT 1 FROM license_keys WHERE benefit_id = $1::uuid)", 1, bp);
     if (e != MB_OK) {
         json_decref(body);
         mb_reply_err(c, e);

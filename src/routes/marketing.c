@@ -56,8 +56,8 @@ static bool if_match_ok(const char *header, const char *current)
         while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
             t--;
         size_t n = (size_t)(t - p);
-        if (current != NULL && ((n == 1 && *p == '*') ||
-                                (n == strlen(current) && strncmp(p, current, n) == 0)))
+        if (current != NULL &&
+            ((n == 1 && *p == '*') || (n == strlen(current) && strncmp(p, current, n) == 0)))
             return true;
         p = e;
     }

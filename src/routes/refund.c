@@ -98,8 +98,7 @@ static const char *reason_text(const char *code)
 
 static void cancellation(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_CANCEL) || !mb_partner_gate(c, c->param[0], true, NULL) ||
-        !ids_ok(c))
+    if (!mb_require(c, MB_ACT_CANCEL) || !mb_partner_gate(c, c->param[0], true, NULL) || !ids_ok(c))
         return;
     json_t *body = mb_body(c, true);
     if (body == NULL)

@@ -34,16 +34,16 @@ static bool load_seat_benefit(mb_ctx *c, bool for_update, mb_benefit *b, seat_ki
         return false;
     *kind = kind_of(b);
     if (*kind == SEATS_NONE) {
-        const char *hint = strcmp(b->category, "software") == 0 ||
-                                   strcmp(b->cloud_kind, "license_based") == 0
-                               ? " Use Get keys for this benefit."
-                               : "";
-        mb_reply_problem_x(c, MB_E_VALIDATION,
-                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
-                                     "has no seats"),
-                           "Seats exist for Visual Studio subscriptions and usage-based cloud "
-                           "benefits only; this benefit is %s%s%s.%s",
-                           b->category, b->cloud_kind[0] ? " " : "", b->cloud_kind, hint);
+        const char *hint =
+            strcmp(b->category, "software") == 0 || strcmp(b->cloud_kind, "license_based") == 0
+                ? " Use Get keys for this benefit."
+                : "";
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message", "has no seats"),
+            "Seats exist for Visual Studio subscriptions and usage-based cloud "
+            "benefits only; this benefit is %s%s%s.%s",
+            b->category, b->cloud_kind[0] ? " " : "", b->cloud_kind, hint);
         return false;
     }
     return true;
@@ -116,8 +116,7 @@ static void assignment_create(mb_ctx *c)
     }
     if (mb_benefit_closed(&b)) {
         mb_reply_problem(c, MB_E_BENEFIT_EXPIRED,
-                         "This benefit is %s; renew the package to assign seats again.",
-                         b.status);
+                         "This benefit is %s; renew the package to assign seats again.", b.status);
         return;
     }
 
@@ -261,7 +260,7 @@ const mb_route mb_routes_seats[] = {
     {"GET", "/v1/partners/:partnerId/benefits/:benefitId/assignments", assignments_list, 0},
     {"POST", "/v1/partners/:partnerId/benefits/:benefitId/assignments", assignment_create,
      MB_R_TX | MB_R_BODY},
-    {"DELETE", "/v1/partners/:partnerId/benefits/:benefitId/assignments/:userId",
-     assignment_delete, MB_R_TX},
+    {"DELETE", "/v1/partners/:partnerId/benefits/:benefitId/assignments/:userId", assignment_delete,
+     MB_R_TX},
     {NULL, NULL, NULL, 0},
 };

@@ -10,8 +10,8 @@ static void copy(char *dst, size_t n, PGresult *r, int col)
     snprintf(dst, n, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
 }
 
-mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id,
-                       bool for_update, mb_benefit *out)
+mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id, bool for_update,
+                       mb_benefit *out)
 {
     memset(out, 0, sizeof(*out));
     if (!mb_is_uuid(partner_id) || !mb_is_uuid(benefit_id))
@@ -20,19 +20,18 @@ mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id
     PGresult *r = NULL;
     mb_err e = mb_db_exec(
         db, &r,
-        for_update
-            ? "SELECT b.id, b.purchase_id, b.product_id, b.category, "
-              "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
-              "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
-              "FROM benefits b JOIN products p ON p.id = b.product_id "
-              "JOIN purchases pu ON pu.id = b.purchase_id "
-              "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid FOR UPDATE OF b"
-            : "SELECT b.id, b.purchase_id, b.product_id, b.category, "
-              "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
-              "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
-              "FROM benefits b JOIN products p ON p.id = b.product_id "
-              "JOIN purchases pu ON pu.id = b.purchase_id "
-              "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid",
+        for_update ? "SELECT b.id, b.purchase_id, b.product_id, b.category, "
+                     "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
+                     "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
+                     "FROM benefits b JOIN products p ON p.id = b.product_id "
+                     "JOIN purchases pu ON pu.id = b.purchase_id "
+                     "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid FOR UPDATE OF b"
+                   : "SELECT b.id, b.purchase_id, b.product_id, b.category, "
+                     "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
+                     "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
+                     "FROM benefits b JOIN products p ON p.id = b.product_id "
+                     "JOIN purchases pu ON pu.id = b.purchase_id "
+                     "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid",
         2, p);
     if (e != MB_OK)
         return e;

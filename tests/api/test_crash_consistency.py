@@ -85,3 +85,34 @@ def test_sigkill_during_purchases_and_cancellations_leaves_nothing_half_done():
         assert r.status_code == 200
     assert db_val("SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%%'"
                   " AND application_name = 'mpn-benefits'") == 0
+
+
+def test_purchase_retried_with_its_key_through_an_outage_happens_exactly_once():
+    """A client retries one purchase with the same Idempotency-Key before, during and after a
+    PostgreSQL outage: outage answers are 503 problems, the purchase is made exactly once, and
+    every retry after it replays the first answer."""
+    from helpers import assert_problem, pg_down
+    p = fresh_partner()
+    server = spawn_server()
+    c = server.client(token(p.users["ga"], p.id, ["global_admin"]))
+    url = f"/v1/partners/{p.id}/purchases"
+    key = {"Idempotency-Key": f"outage-{p.id}"}
+    with pg_down():
+        for _ in range(3):
+            assert_problem(c.post(url, json={"package_id": SILVER}, headers=key), 503,
+                           "unavailable")
+    answers = []
+    deadline = time.monotonic() + 10
+    while len(answers) < 4 and time.monotonic() < deadline:
+        r = c.post(url, json={"package_id": SILVER}, headers=key)
+        if r.status_code == 503:  # the pool may still be reconnecting
+            time.sleep(0.1)
+            continue
+        answers.append(r)
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+    assert all(a.json() == answers[0].json() for a in answers)
+    assert [a.headers.get("Idempotent-Replayed") for a in answers[1:]] == ["true"] * 3
+    assert db_val("SELECT count(*) FROM purchases WHERE partner_id = %s", p.id) == 1
+    assert db_val("SELECT count(*) FROM audit_events WHERE partner_id = %s "
+                  "AND action = 'purchase.created'", p.id) == 1
+    server.stop()

@@ -290,6 +290,25 @@ static void test_config_requires_secrets(void)
     mb_config_free(&c);
 }
 
+static void test_unknown_field_name_is_cut_between_characters(void)
+{
+    /* 1 + 40 two-byte characters: a cut at byte 60 would split one (found by
+     * tests/fuzz/fuzz_json_body; the 422 then could not be built: a 500). */
+    char key[128] = "a";
+    for (int i = 0; i < 40; i++)
+        strcat(key, "\xc3\xa9");
+    json_t *o = json_object();
+    json_object_set_new(o, key, json_integer(1));
+    const char *const names[] = {"x", NULL};
+    mb_verr e;
+    CHECK(!mb_v_known(o, names, &e));
+    CHECK(strlen(e.field) == 59 && strncmp(e.field, key, 59) == 0);
+    json_t *s = json_string(e.field);
+    CHECK(s != NULL);
+    json_decref(s);
+    json_decref(o);
+}
+
 int main(void)
 {
     setenv("JWT_SECRET", SECRET, 1);
@@ -312,6 +331,7 @@ int main(void)
     test_minted_token_verifies();
     test_validation_helpers();
     test_cursor_round_trip_and_garbage();
+    test_unknown_field_name_is_cut_between_characters();
     test_role_matrix_rows();
     test_refund_rule();
     test_config_requires_secrets();
