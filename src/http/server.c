@@ -36,10 +36,9 @@ static const mb_config *g_cfg;
 static atomic_int in_flight;
 static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
 
-static const mb_route *const *route_tables[] = {
-    (const mb_route *const[]){mb_routes_core, mb_routes_accounts, mb_routes_purchases,
-                              mb_routes_keys, mb_routes_seats, mb_routes_activation,
-                              mb_routes_marketing, mb_routes_refund, NULL}};
+static const mb_route *const *route_tables[] = {(const mb_route *const[]){
+    mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
+    mb_routes_activation, mb_routes_marketing, mb_routes_refund, NULL}};
 
 static void collect_routes(void)
 {
@@ -114,8 +113,8 @@ static void new_request_id(const struct _u_request *req, char out[64])
         bool ok = n >= 1 && n <= 63;
         for (size_t i = 0; ok && i < n; i++) {
             char ch = given[i];
-            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.';
         }
         if (ok) {
             memcpy(out, given, n + 1);
@@ -142,10 +141,9 @@ static void new_request_id(const struct _u_request *req, char out[64])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 64,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, 64, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 static bool origin_allowed(const char *origin)
@@ -466,8 +464,8 @@ static mb_err verify_token(const char *authorization, time_t now, mb_principal *
     pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
     pthread_mutex_lock(mu);
     token_entry *t = token_cache[slot];
-    bool hit = t != NULL && t->len == len && (long long)now < t->exp &&
-               memcmp(t->token, token, len) == 0;
+    bool hit =
+        t != NULL && t->len == len && (long long)now < t->exp && memcmp(t->token, token, len) == 0;
     if (hit)
         *who = t->who;
     pthread_mutex_unlock(mu);
@@ -685,8 +683,8 @@ static int open_listener(int port)
     if (fd >= 0) { /* dual stack: IPv4 clients too (::ffff:a.b.c.d) */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-                                 .sin6_addr = in6addr_any};
+        struct sockaddr_in6 a = {
+            .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
         if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1024) == 0)
             return fd;
         close(fd);
@@ -696,7 +694,8 @@ static int open_listener(int port)
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a4 = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_ANY)};
     if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(fd, 1024) != 0) {
         close(fd);

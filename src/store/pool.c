@@ -61,11 +61,12 @@ static PGconn *connect_one(void)
 {
     /* Later keywords override what the URL says: bounded connect time, UTC
      * timestamps, and statements that cannot hang a worker for ever. */
-    const char *const keys[] = {"dbname", "connect_timeout", "application_name", "options",
-                                "keepalives_idle", NULL};
-    const char *const vals[] = {pool.url, "2", "mpn-benefits",
-                                "-c TimeZone=UTC -c statement_timeout=15000 -c lock_timeout=10000",
-                                "30", NULL};
+    const char *const keys[] = {"dbname",  "connect_timeout", "application_name",
+                                "options", "keepalives_idle", NULL};
+    const char *const vals[] = {
+        pool.url,       "2",
+        "mpn-benefits", "-c TimeZone=UTC -c statement_timeout=15000 -c lock_timeout=10000",
+        "30",           NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -296,8 +297,8 @@ static mb_err map_error(mb_db *db, PGresult *r)
         return MB_E_CONFLICT;
     if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0)
         return MB_E_VALIDATION;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0)
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+        strcmp(state, "57014") == 0)
         return MB_E_UNAVAILABLE;
     atomic_fetch_add(&pool.errors, 1);
     y_log_message(Y_LOG_LEVEL_ERROR, "database error %s: %s", state,
