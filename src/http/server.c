@@ -33,7 +33,24 @@
 static const mb_route *routes[MAX_ROUTES];
 static int nroutes;
 static const mb_config *g_cfg;
+/* Requests from their first line to the end of sending their answer (MHD's
+ * URI and completion callbacks, around Ulfius' own): the drain on SIGTERM
+ * waits for this, so no answer is cut off by the server stopping between the
+ * handler's return and the last byte sent. */
 static atomic_int in_flight;
+
+static void *uri_started(void *cls, const char *uri)
+{
+    atomic_fetch_add(&in_flight, 1);
+    return ulfius_uri_logger(cls, uri);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    mhd_request_completed(cls, connection, con_cls, toe);
+    atomic_fetch_sub(&in_flight, 1);
+}
 static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
 
 static const mb_route *const *route_tables[] = {(const mb_route *const[]){
@@ -549,7 +566,6 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
 {
     (void)unused;
     double t0 = now_ms();
-    atomic_fetch_add(&in_flight, 1);
     char rid[64];
     new_request_id(req, rid);
     mb_ctx c = {.req = req, .resp = resp, .cfg = g_cfg, .request_id = rid, .route = "unmatched"};
@@ -647,7 +663,6 @@ done:
     mb_metrics_observe(route_idx, (int)resp->status, ms);
     access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
                rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
-    atomic_fetch_sub(&in_flight, 1);
     return U_CALLBACK_COMPLETE;
 }
 
@@ -766,8 +781,8 @@ int mb_serve(const mb_config *cfg)
     ulfius_set_default_endpoint(&inst, &dispatch, NULL);
 
     struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_started, NULL},
         /* virtual size: a thread touches a few pages of it, but jansson parses
          * nested JSON recursively (up to 2048 levels) */
         {MHD_OPTION_THREAD_STACK_SIZE, 2 * 1024 * 1024, NULL},
