@@ -18,6 +18,7 @@ typedef struct {
     PGconn *conn;
     int slot; /* the pool's slot of conn (its prepared statements); pool.c's business */
     bool in_tx;
+    bool begin_pending; /* BEGIN not sent yet: it goes with the next statement */
     char sqlstate[6];
     char constraint[64];
 } mb_db;
