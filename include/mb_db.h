@@ -11,21 +11,21 @@
 int mb_pool_init(const char *database_url, int size);
 void mb_pool_close(void);
 /* Pool figures for /metrics. */
-void mb_pool_stats(int *size, int *in_use, unsigned long long *waits,
-                   unsigned long long *errors);
+void mb_pool_stats(int *size, int *in_use, unsigned long long *waits, unsigned long long *errors);
 
 /* A request's hold on one pooled connection, taken on first use. */
 typedef struct {
     PGconn *conn;
     int slot; /* the pool's slot of conn (its prepared statements); pool.c's business */
     bool in_tx;
+    bool begin_pending; /* BEGIN not sent yet: it goes with the next statement */
     char sqlstate[6];
     char constraint[64];
 } mb_db;
 
 /* Runs one statement, as a prepared statement of the pooled connection (prepared on first
- * use, keyed by the SQL text, so sql must be a constant string). On success *out holds the result (PQclear it; out may
- * be NULL). Failures: MB_E_UNAVAILABLE when the database cannot be reached,
+ * use, keyed by the SQL text, so sql must be a constant string). On success *out holds the result
+ * (PQclear it; out may be NULL). Failures: MB_E_UNAVAILABLE when the database cannot be reached,
  * MB_E_CONFLICT for a unique or exclusion violation and MB_E_VALIDATION for a
  * check or foreign-key violation (db->constraint names it), MB_E_INTERNAL
  * otherwise. */

@@ -105,13 +105,14 @@ char *mb_metrics_text(size_t *len)
                     "le=\"+Inf\"} %llu\n",
                     m, pat, cum);
         }
-        put(&s, "mpn_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", m,
-            pat, (double)atomic_load(&sum_us[r]) / 1e6);
+        put(&s, "mpn_http_request_duration_seconds_sum{method=\"%s\",route=\"%s\"} %.6f\n", m, pat,
+            (double)atomic_load(&sum_us[r]) / 1e6);
         put(&s, "mpn_http_request_duration_seconds_count{method=\"%s\",route=\"%s\"} %llu\n", m,
             pat, cum);
     }
-    put(&s, "# HELP mpn_http_requests_in_flight Requests being answered now.\n"
-            "# TYPE mpn_http_requests_in_flight gauge\nmpn_http_requests_in_flight %d\n",
+    put(&s,
+        "# HELP mpn_http_requests_in_flight Requests being answered now.\n"
+        "# TYPE mpn_http_requests_in_flight gauge\nmpn_http_requests_in_flight %d\n",
         mb_http_in_flight());
     int size, in_use;
     unsigned long long waits, errors;

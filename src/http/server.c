@@ -33,13 +33,29 @@
 static const mb_route *routes[MAX_ROUTES];
 static int nroutes;
 static const mb_config *g_cfg;
+/* Requests from their first line to the end of sending their answer (MHD's
+ * URI and completion callbacks, around Ulfius' own): the drain on SIGTERM
+ * waits for this, so no answer is cut off by the server stopping between the
+ * handler's return and the last byte sent. */
 static atomic_int in_flight;
+
+static void *uri_started(void *cls, const char *uri)
+{
+    atomic_fetch_add(&in_flight, 1);
+    return ulfius_uri_logger(cls, uri);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    mhd_request_completed(cls, connection, con_cls, toe);
+    atomic_fetch_sub(&in_flight, 1);
+}
 static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
 
-static const mb_route *const *route_tables[] = {
-    (const mb_route *const[]){mb_routes_core, mb_routes_accounts, mb_routes_purchases,
-                              mb_routes_keys, mb_routes_seats, mb_routes_activation,
-                              mb_routes_marketing, mb_routes_refund, NULL}};
+static const mb_route *const *route_tables[] = {(const mb_route *const[]){
+    mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
+    mb_routes_activation, mb_routes_marketing, mb_routes_refund, NULL}};
 
 static void collect_routes(void)
 {
@@ -114,8 +130,8 @@ static void new_request_id(const struct _u_request *req, char out[64])
         bool ok = n >= 1 && n <= 63;
         for (size_t i = 0; ok && i < n; i++) {
             char ch = given[i];
-            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                 (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.';
+            ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                 ch == '-' || ch == '_' || ch == '.';
         }
         if (ok) {
             memcpy(out, given, n + 1);
@@ -142,10 +158,9 @@ static void new_request_id(const struct _u_request *req, char out[64])
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 64,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    snprintf(out, 64, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 static bool origin_allowed(const char *origin)
@@ -466,8 +481,8 @@ static mb_err verify_token(const char *authorization, time_t now, mb_principal *
     pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
     pthread_mutex_lock(mu);
     token_entry *t = token_cache[slot];
-    bool hit = t != NULL && t->len == len && (long long)now < t->exp &&
-               memcmp(t->token, token, len) == 0;
+    bool hit =
+        t != NULL && t->len == len && (long long)now < t->exp && memcmp(t->token, token, len) == 0;
     if (hit)
         *who = t->who;
     pthread_mutex_unlock(mu);
@@ -551,7 +566,6 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
 {
     (void)unused;
     double t0 = now_ms();
-    atomic_fetch_add(&in_flight, 1);
     char rid[64];
     new_request_id(req, rid);
     mb_ctx c = {.req = req, .resp = resp, .cfg = g_cfg, .request_id = rid, .route = "unmatched"};
@@ -649,7 +663,6 @@ done:
     mb_metrics_observe(route_idx, (int)resp->status, ms);
     access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
                rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
-    atomic_fetch_sub(&in_flight, 1);
     return U_CALLBACK_COMPLETE;
 }
 
@@ -685,8 +698,8 @@ static int open_listener(int port)
     if (fd >= 0) { /* dual stack: IPv4 clients too (::ffff:a.b.c.d) */
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
-                                 .sin6_addr = in6addr_any};
+        struct sockaddr_in6 a = {
+            .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
         if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1024) == 0)
             return fd;
         close(fd);
@@ -696,7 +709,8 @@ static int open_listener(int port)
     if (fd < 0)
         return -1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a4 = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_ANY)};
     if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(fd, 1024) != 0) {
         close(fd);
@@ -767,8 +781,8 @@ int mb_serve(const mb_config *cfg)
     ulfius_set_default_endpoint(&inst, &dispatch, NULL);
 
     struct MHD_OptionItem ops[] = {
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)mhd_request_completed, NULL},
-        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)ulfius_uri_logger, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)request_completed, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_started, NULL},
         /* virtual size: a thread touches a few pages of it, but jansson parses
          * nested JSON recursively (up to 2048 levels) */
         {MHD_OPTION_THREAD_STACK_SIZE, 2 * 1024 * 1024, NULL},

@@ -61,11 +61,12 @@ static PGconn *connect_one(void)
 {
     /* Later keywords override what the URL says: bounded connect time, UTC
      * timestamps, and statements that cannot hang a worker for ever. */
-    const char *const keys[] = {"dbname", "connect_timeout", "application_name", "options",
-                                "keepalives_idle", NULL};
-    const char *const vals[] = {pool.url, "2", "mpn-benefits",
-                                "-c TimeZone=UTC -c statement_timeout=15000 -c lock_timeout=10000",
-                                "30", NULL};
+    const char *const keys[] = {"dbname",  "connect_timeout", "application_name",
+                                "options", "keepalives_idle", NULL};
+    const char *const vals[] = {
+        pool.url,       "2",
+        "mpn-benefits", "-c TimeZone=UTC -c statement_timeout=15000 -c lock_timeout=10000",
+        "30",           NULL};
     return PQconnectdbParams(keys, vals, 1);
 }
 
@@ -231,10 +232,44 @@ static uint32_t ptr_hash(const void *p)
     return (uint32_t)(x >> 40);
 }
 
+/* Collects the results of a pipeline of nq queries and its sync: returns the
+ * first failure among the first nq - 1 (BEGIN, PREPARE), else the last one's
+ * result; *prepared tells whether a PREPARE among them (at index prep) worked. */
+static PGresult *pipeline_results(PGconn *conn, int nq, int prep, bool *prepared)
+{
+    PGresult *keep = NULL;
+    *prepared = false;
+    for (int q = 0; q < nq; q++) {
+        PGresult *r = PQgetResult(conn);
+        if (r == NULL)
+            break; /* connection lost */
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (q == prep)
+            *prepared = ok;
+        if (keep == NULL && (q == nq - 1 || !ok))
+            keep = r;
+        else
+            PQclear(r);
+        PGresult *end = PQgetResult(conn); /* NULL after each query's results */
+        PQclear(end);
+    }
+    for (PGresult *r; (r = PQgetResult(conn)) != NULL;) {
+        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    PQexitPipelineMode(conn);
+    return keep;
+}
+
 /* Runs sql on the slot's connection as a prepared statement, preparing it
- * first when this connection has not seen it. Returns libpq's result (maybe
- * an error result, maybe NULL when out of memory). */
-static PGresult *run_prepared(conn_slot *s, const char *sql, int n, const char *const *params)
+ * first when this connection has not seen it. With begin, a BEGIN goes first
+ * in the same round trip (libpq's pipeline mode): a transaction costs no round
+ * trip of its own. Returns libpq's result (maybe an error result, maybe NULL
+ * when the connection is lost or memory is short). */
+static PGresult *run_prepared(conn_slot *s, const char *sql, int n, const char *const *params,
+                              bool begin)
 {
     uint32_t i = ptr_hash(sql) & (STMT_SLOTS - 1);
     stmt *st = NULL;
@@ -244,33 +279,73 @@ static PGresult *run_prepared(conn_slot *s, const char *sql, int n, const char *
             break;
         }
     }
-    char name[16];
+    char name[16] = "";
+    char *copy = NULL; /* set: a new statement to prepare under name */
+    unsigned id = 0;
     if (st != NULL && st->key == sql && strcmp(st->sql, sql) == 0) {
         snprintf(name, sizeof(name), "mb%u", st->id);
-        return PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0);
+    } else if (st != NULL && (st->key != NULL || s->nstmts < STMT_SLOTS * 3 / 4) &&
+               (copy = strdup(sql)) != NULL) {
+        id = s->next_id++;
+        snprintf(name, sizeof(name), "mb%u", id);
     }
-    /* A new statement; when the table is three quarters full (never in this
-     * service) run it unprepared rather than evict. */
-    if (st == NULL || (st->key == NULL && s->nstmts >= STMT_SLOTS * 3 / 4))
-        return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
-    char *copy = strdup(sql);
-    if (copy == NULL)
-        return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
-    unsigned id = s->next_id++;
-    snprintf(name, sizeof(name), "mb%u", id);
-    PGresult *r = PQprepare(s->conn, name, sql, n, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    /* else: the table is three quarters full (never in this service), or no
+     * memory: run it unprepared rather than evict. */
+
+    PGresult *r = NULL;
+    bool prepared = false;
+    if (begin && PQenterPipelineMode(s->conn) == 1) {
+        int nq = 0, prep = -1;
+        bool sent = PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+        nq += sent;
+        if (sent && copy != NULL) {
+            sent = PQsendPrepare(s->conn, name, sql, n, NULL) == 1;
+            prep = nq;
+            nq += sent;
+        }
+        if (sent)
+            sent = (name[0] ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0)
+                            : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0)) == 1;
+        nq += sent;
+        if (PQpipelineSync(s->conn) != 1)
+            sent = false;
+        r = pipeline_results(s->conn, nq, prep, &prepared);
+        if (!sent && r != NULL && PQresultStatus(r) != PGRES_FATAL_ERROR) {
+            PQclear(r); /* not the statement's result */
+            r = NULL;
+        }
+    } else {
+        if (begin) { /* no pipeline mode (old server): a round trip of its own */
+            r = PQexec(s->conn, "BEGIN");
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                free(copy);
+                return r;
+            }
+            PQclear(r);
+        }
+        if (copy != NULL) {
+            r = PQprepare(s->conn, name, sql, n, NULL);
+            prepared = PQresultStatus(r) == PGRES_COMMAND_OK;
+            if (!prepared) {
+                free(copy);
+                return r;
+            }
+            PQclear(r);
+        }
+        r = name[0] ? PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0)
+                    : PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+    }
+    if (copy != NULL && prepared) {
+        if (st->key == NULL)
+            s->nstmts++;
+        free(st->sql);
+        st->key = sql;
+        st->sql = copy;
+        st->id = id;
+    } else {
         free(copy);
-        return r;
     }
-    PQclear(r);
-    if (st->key == NULL)
-        s->nstmts++;
-    free(st->sql);
-    st->key = sql;
-    st->sql = copy;
-    st->id = id;
-    return PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0);
+    return r;
 }
 
 /* Did the server forget or invalidate our prepared statements (a DISCARD, or a
@@ -296,8 +371,8 @@ static mb_err map_error(mb_db *db, PGresult *r)
         return MB_E_CONFLICT;
     if (strncmp(state, "23", 2) == 0 || strncmp(state, "22", 2) == 0)
         return MB_E_VALIDATION;
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0)
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+        strcmp(state, "57014") == 0)
         return MB_E_UNAVAILABLE;
     atomic_fetch_add(&pool.errors, 1);
     y_log_message(Y_LOG_LEVEL_ERROR, "database error %s: %s", state,
@@ -318,22 +393,31 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
         db->conn = pool.slots[slot].conn;
     }
     conn_slot *s = &pool.slots[db->slot];
-    PGresult *r = run_prepared(s, sql, n, params);
-    if (PQstatus(db->conn) == CONNECTION_BAD && !db->in_tx) {
+    /* Nothing ran yet in this transaction (its BEGIN goes with this
+     * statement): a failure here can be retried like outside one. */
+    bool begin = db->begin_pending;
+    db->begin_pending = false;
+    bool retry_ok = !db->in_tx || begin;
+    PGresult *r = run_prepared(s, sql, n, params, begin);
+    if (PQstatus(db->conn) == CONNECTION_BAD && retry_ok) {
         /* The server went away since this connection was last used (a
-         * restart): outside a transaction it is safe to reconnect and retry. */
+         * restart): nothing is lost by reconnecting and trying again. */
         PQclear(r);
         PQreset(db->conn);
         stmts_clear(s);
-        r = run_prepared(s, sql, n, params);
+        r = run_prepared(s, sql, n, params, begin);
     } else if (stale_statement(r)) {
         PQclear(r);
         stmts_clear(s);
         s->dealloc = true;
-        if (db->in_tx) {
+        if (!retry_ok) {
             r = NULL; /* the transaction is aborted: answer 503, the client retries */
         } else {
-            r = run_prepared(s, sql, n, params);
+            if (begin && PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
+                PGresult *rb = PQexec(db->conn, "ROLLBACK");
+                PQclear(rb);
+            }
+            r = run_prepared(s, sql, n, params, begin);
         }
     }
     ExecStatusType st = PQresultStatus(r);
@@ -351,26 +435,30 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
 
 mb_err mb_db_begin(mb_db *db)
 {
-    mb_err e = mb_db_exec(db, NULL, "BEGIN", 0, NULL);
-    if (e == MB_OK)
-        db->in_tx = true;
-    return e;
+    if (db->in_tx)
+        return MB_OK;
+    /* Sent with the transaction's first statement (see run_prepared). */
+    db->in_tx = true;
+    db->begin_pending = true;
+    return MB_OK;
 }
 
 mb_err mb_db_commit(mb_db *db)
 {
-    mb_err e = mb_db_exec(db, NULL, "COMMIT", 0, NULL);
-    db->in_tx = false;
+    mb_err e = MB_OK;
+    if (db->in_tx && !db->begin_pending)
+        e = mb_db_exec(db, NULL, "COMMIT", 0, NULL);
+    db->in_tx = db->begin_pending = false;
     return e;
 }
 
 void mb_db_rollback(mb_db *db)
 {
-    if (db->conn != NULL && db->in_tx) {
+    if (db->conn != NULL && db->in_tx && !db->begin_pending) {
         PGresult *r = PQexec(db->conn, "ROLLBACK");
         PQclear(r);
     }
-    db->in_tx = false;
+    db->in_tx = db->begin_pending = false;
 }
 
 void mb_db_release(mb_db *db)
@@ -378,7 +466,7 @@ void mb_db_release(mb_db *db)
     if (db->conn != NULL)
         give_back(db->slot);
     db->conn = NULL;
-    db->in_tx = false;
+    db->in_tx = db->begin_pending = false;
 }
 
 bool mb_db_ping(void)
