@@ -453,7 +453,7 @@ static void users_list(mb_ctx *c)
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM user_docs WHERE partner_id = $1::uuid "
+                  "SELECT doc, id::text AS cursor_key FROM user_docs WHERE partner_id = $1::uuid "
                   "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
                   2, p, limit);
 }
@@ -744,7 +744,7 @@ static void audit_list(mb_ctx *c)
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM audit_event_docs WHERE partner_id = $1::uuid "
+                  "SELECT doc, id::text AS cursor_key FROM audit_event_docs WHERE partner_id = $1::uuid "
                   "AND ($2::bigint IS NULL OR id < $2::bigint) "
                   "ORDER BY id DESC LIMIT $3::int",
                   2, p, limit);

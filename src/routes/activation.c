@@ -265,7 +265,7 @@ static void admin_activations_list(mb_ctx *c)
         return;
     const char *p[] = {status, after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM activation_docs "
+                  "SELECT doc, id::text AS cursor_key FROM activation_docs "
                   "WHERE ($1::text IS NULL OR status = $1) "
                   "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
                   2, p, limit);
@@ -461,7 +461,7 @@ static void support_list(mb_ctx *c)
         return;
     const char *p[] = {b.id, after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM support_request_docs "
+                  "SELECT doc, id::text AS cursor_key FROM support_request_docs "
                   "WHERE benefit_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "
                   "ORDER BY id LIMIT $3::int",
                   2, p, limit);

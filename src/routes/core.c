@@ -118,7 +118,7 @@ static void packages_list(mb_ctx *c)
         return;
     const char *p[] = {after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM package_docs "
+                  "SELECT doc, id::text AS cursor_key FROM package_docs "
                   "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
                   1, p, limit);
 }
@@ -192,7 +192,7 @@ static void benefits_list(mb_ctx *c)
     const char *p[] = {c->param[0], category, status, after[0] ? after : NULL,
                        technical ? "true" : "false"};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM benefit_docs WHERE partner_id = $1::uuid "
+                  "SELECT doc, id::text AS cursor_key FROM benefit_docs WHERE partner_id = $1::uuid "
                   "AND ($2::text IS NULL OR category = $2) "
                   "AND ($3::text IS NULL OR status = $3) "
                   "AND ($4::uuid IS NULL OR id > $4::uuid) "
@@ -239,7 +239,7 @@ static void admin_partners_list(mb_ctx *c)
         return;
     const char *p[] = {after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM partner_docs "
+                  "SELECT doc, id::text AS cursor_key FROM partner_docs "
                   "WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2::int",
                   1, p, limit);
 }

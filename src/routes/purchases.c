@@ -131,7 +131,7 @@ static void purchases_list(mb_ctx *c)
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, id::text FROM purchase_docs WHERE partner_id = $1::uuid "
+                  "SELECT doc, id::text AS cursor_key FROM purchase_docs WHERE partner_id = $1::uuid "
                   "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
                   2, p, limit);
 }

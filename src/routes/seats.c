@@ -69,7 +69,7 @@ static void assignments_list(mb_ctx *c)
         return;
     const char *p[] = {b.id, after[0] ? after : NULL};
     mb_reply_list(c,
-                  "SELECT doc, user_id::text FROM assignment_docs "
+                  "SELECT doc, user_id::text AS cursor_key FROM assignment_docs "
                   "WHERE benefit_id = $1::uuid "
                   "AND ($2::uuid IS NULL OR user_id > $2::uuid) "
                   "ORDER BY user_id LIMIT $3::int",

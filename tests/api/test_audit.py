@@ -141,3 +141,22 @@ def test_trail_pages_newest_first_with_a_cursor():
     assert [e["id"] for e in seen] == [e["id"] for e in events(ga, p.id)]
     for bad in ("@@", "AAAA"):
         assert_problem(ga.get(trail(p.id), params={"cursor": bad}), 422, "validation-failed")
+
+
+def test_trail_pages_in_numeric_order_across_a_digit_boundary():
+    """Event ids are numbers: 9 999 999 comes after 10 000 000 (newest first), not before it as
+    text would sort them, and paging loses none."""
+    p = fresh_partner()
+    ids = [9999998, 9999999, 10000000, 10000001]
+    for i in ids:
+        db_exec("INSERT INTO audit_events (id, partner_id, actor, action, target_type, target_id) "
+                "VALUES (%s, %s, 'seed', 'test.event', 'test', %s)", i, p.id, str(i))
+    seen, cursor = [], None
+    while True:
+        r = p.client("ga").get(trail(p.id), params={"limit": 1, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        seen += [int(e["id"]) for e in r.json()["items"]]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            break
+    assert seen == sorted(ids, reverse=True)
