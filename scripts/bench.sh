@@ -50,10 +50,7 @@ chmod 755 "$OUT"
 
 pg_temp_start
 export DATABASE_URL
-export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
-export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
-export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
-export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+mb_dev_env
 # The service's default pool (8): measured on 2 cores, 4 lost a quarter of the single-benefit
 # throughput for no better tail, 16 and 32 gained nothing.
 export DB_POOL_SIZE=${DB_POOL_SIZE:-8}

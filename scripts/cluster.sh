@@ -46,10 +46,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 pg_temp_start
 export DATABASE_URL
-export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
-export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
-export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
-export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+mb_dev_env
 export DB_POOL_SIZE=${DB_POOL_SIZE:-8}
 log "migrate (once, like compose's migrate job) + demo data"
 "$BIN" migrate >/dev/null

@@ -116,14 +116,19 @@ build() {
 
 # --- the service under test ----------------------------------------------------------------
 
-# mb_test_env : export the test configuration of the service (each value unless already set);
-# DATABASE_URL comes from pg_temp_start.
-mb_test_env() {
-	export DATABASE_URL
+# mb_dev_env : export the development secrets and token claims (each value unless already set).
+mb_dev_env() {
 	export JWT_SECRET=${JWT_SECRET:-$MB_DEFAULT_JWT_SECRET}
 	export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
 	export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
 	export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+}
+
+# mb_test_env : export the test configuration of the service (each value unless already set);
+# DATABASE_URL comes from pg_temp_start.
+mb_test_env() {
+	export DATABASE_URL
+	mb_dev_env
 	export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
 	export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
 }
