@@ -49,7 +49,7 @@ function request()
     return reqs[idx]
 end
 
-function response(status, headers, body)
+function response_unused(status, headers, body)
     statuses[status] = (statuses[status] or 0) + 1
 end
 

@@ -81,6 +81,15 @@ bool mb_require(mb_ctx *c, mb_action a);
  * returns false on failure. */
 bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
                      const char *pmc_detail);
+/* The same gate and a read in one round trip. params[0] is the partner id and
+ * sql has the form
+ *   SELECT p.membership_location, d.... FROM partners p
+ *   LEFT JOIN LATERAL (...) d ON true WHERE p.id = $1::uuid
+ * so that no row means no such partner and NULLs after column 0 mean the read
+ * found nothing. Answers the gate's 404/409 (or the store error) and returns
+ * NULL; otherwise the result, which the caller clears. */
+PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *sql, int n,
+                         const char *const *params);
 
 /* Loads the benefit of the URL (partnerId, benefitId), locked with for_update
  * until the transaction ends; answers 404 (or the store error) and returns
@@ -92,18 +101,22 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b);
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,
                 const char *target_id, const char *details_json);
 
-/* Answers one page of a list: runs sql, whose rows are (JSON document, cursor
- * key), with params followed by one more parameter, the row limit (limit + 1,
- * to tell whether a next page exists), and answers
- * {"items":[...],"next_cursor":...}. */
 /* Answers, with status, the JSON document in the first column of the one row
  * sql returns; 404 "No such <what>." when it returns none. True when it
  * answered the document. */
 bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *const *params,
                   const char *what);
 
+/* Answers one page of a list: runs sql, whose rows are (JSON document, cursor
+ * key), with params followed by one more parameter, the row limit (limit + 1,
+ * to tell whether a next page exists), and answers
+ * {"items":[...],"next_cursor":...}. */
 #define MB_LIST_MAX_PARAMS 8
 void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit);
+/* The same for a gated query (mb_gated_query) whose columns after the first
+ * are (JSON document, cursor key). */
+void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *sql, int n,
+                         const char *const *params, int limit);
 
 /* The actor string for audit and created_by columns. */
 const char *mb_actor(mb_ctx *c);

@@ -10,7 +10,9 @@
 #        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
 #        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
 #        DB_POOL_SIZE (the service's, 8), KEEP_TMP=1 (keep the work dir),
-#        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data)
+#        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
+#        BENCH_AUTOGROUP (0 or 1: kernel.sched_autogroup_enabled for the run, restored at
+#        the end; needs root. Unset: as the machine has it. See README "Performance")
 # Output: the table on stdout, and every raw output in the work dir it names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,8 @@ CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-list get seats keys}
 KEYS_PARTNERS=400
-SVC_PID="" PERF_PID="" PG_TMP="" OUT=""
+SVC_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
+AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
 
 cleanup() {
 	local rc=$?
@@ -31,6 +34,7 @@ cleanup() {
 	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
 	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
 	pg_temp_stop || true
+	[ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"
 	if [ -n "$OUT" ] && [ -z "${KEEP_TMP:-}" ] && [ "$rc" = 0 ]; then rm -rf "$OUT"; fi
 	[ -n "$OUT" ] && [ -d "$OUT" ] && log "raw outputs kept in $OUT"
 	exit "$rc"
@@ -39,11 +43,19 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ensure_packages build db bench
-build build -DCMAKE_BUILD_TYPE=Release
+build build -DCMAKE_BUILD_TYPE=Release -DSANITIZE=OFF -DFUZZ=OFF
 BIN=$MB_ROOT/build/mpn-benefits
 PGBENCH=$PG_BIN/pgbench
 [ -x "$PGBENCH" ] || PGBENCH=$(command -v pgbench) || die "pgbench missing"
 command -v wrk >/dev/null || die "wrk missing"
+
+if [ -n "${BENCH_AUTOGROUP:-}" ]; then
+	case $BENCH_AUTOGROUP in 0 | 1) ;; *) die "BENCH_AUTOGROUP must be 0 or 1" ;; esac
+	[ -w "$AUTOGROUP_FILE" ] || die "BENCH_AUTOGROUP needs root (writes $AUTOGROUP_FILE)"
+	AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE")
+	echo "$BENCH_AUTOGROUP" >"$AUTOGROUP_FILE"
+fi
+AUTOGROUP=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo "n/a")
 
 OUT=$(mktemp -d /tmp/mb-bench.XXXXXX)
 chmod 755 "$OUT"
@@ -185,6 +197,7 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 	echo
 	echo "mpn-benefits bench: $(date -u +%Y-%m-%dT%H:%MZ), $MACHINE; ${SECS}s per run, $CONN connections, $THR threads;" \
 		"service pool $(sed -n 's/^mpn_db_pool_size //p' "$OUT/metrics.txt") connections;" \
+		"sched_autogroup_enabled $AUTOGROUP;" \
 		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"

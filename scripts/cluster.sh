@@ -39,7 +39,7 @@ trap 'exit 130' INT TERM
 
 ensure_packages build db cluster
 BUILD_DIR=${BUILD_DIR:-build}
-build "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+build "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DSANITIZE=OFF -DFUZZ=OFF
 BIN=$MB_ROOT/$BUILD_DIR/mpn-benefits
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "nginx missing"

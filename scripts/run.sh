@@ -36,7 +36,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ensure_packages build db run
-build build -DCMAKE_BUILD_TYPE=Release
+build build -DCMAKE_BUILD_TYPE=Release -DSANITIZE=OFF -DFUZZ=OFF
 BIN=$MB_ROOT/build/mpn-benefits
 
 # --- PostgreSQL under var/pg ----------------------------------------------------------------

@@ -173,30 +173,27 @@ bool mb_require(mb_ctx *c, mb_action a)
     return false;
 }
 
-bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
+/* The first half of the gate: the partner of the URL must be the caller's (or
+ * the caller an operator). */
+static bool gate_tenant(mb_ctx *c, const char *partner_id)
+{
+    if (mb_is_uuid(partner_id) &&
+        ((c->who.roles & MB_ROLE_OPERATOR) || strcasecmp(c->who.tid, partner_id) == 0))
+        return true;
+    mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+    return false;
+}
+
+/* The second half: the partner exists (a row came back, its membership
+ * location in column 0) and, with need_partner_center, is not in PMC. */
+static bool gate_row(mb_ctx *c, const PGresult *r, bool need_partner_center,
                      const char *pmc_detail)
 {
-    if (!mb_is_uuid(partner_id) ||
-        (!(c->who.roles & MB_ROLE_OPERATOR) && strcasecmp(c->who.tid, partner_id) != 0)) {
+    if (PQntuples(r) < 1) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
         return false;
     }
-    PGresult *r = NULL;
-    const char *p[] = {partner_id};
-    mb_err e =
-        mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1, p);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return false;
-    }
-    bool found = PQntuples(r) == 1;
-    bool pmc = found && strcmp(PQgetvalue(r, 0, 0), "pmc") == 0;
-    PQclear(r);
-    if (!found) {
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
-        return false;
-    }
-    if (need_partner_center && pmc) {
+    if (need_partner_center && strcmp(PQgetvalue(r, 0, 0), "pmc") == 0) {
         mb_reply_problem(c, MB_E_MEMBERSHIP_IN_PMC, "%s",
                          pmc_detail ? pmc_detail
                                     : "This partner's membership is still in Partner Membership "
@@ -205,6 +202,42 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
         return false;
     }
     return true;
+}
+
+bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
+                     const char *pmc_detail)
+{
+    if (!gate_tenant(c, partner_id))
+        return false;
+    PGresult *r = NULL;
+    const char *p[] = {partner_id};
+    mb_err e =
+        mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1, p);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    bool ok = gate_row(c, r, need_partner_center, pmc_detail);
+    PQclear(r);
+    return ok;
+}
+
+PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *sql, int n,
+                         const char *const *params)
+{
+    if (n < 1 || !gate_tenant(c, params[0]))
+        return NULL;
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r, sql, n, params);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return NULL;
+    }
+    if (!gate_row(c, r, need_partner_center, NULL)) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
 }
 
 const char *mb_actor(mb_ctx *c)
@@ -228,16 +261,21 @@ mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const cha
                       7, p);
 }
 
-static void reply_page(mb_ctx *c, PGresult *res, int limit)
+/* Answers {"items":[...],"next_cursor":...} from the rows of res whose
+ * columns col and col + 1 are (document, cursor key); rows with a NULL
+ * document (the LEFT JOIN of a gated query that found nothing) are none. */
+static void reply_page(mb_ctx *c, PGresult *res, int col, int limit)
 {
     int n = PQntuples(res);
+    while (n > 0 && PQgetisnull(res, n - 1, col))
+        n--;
     int take = n > limit ? limit : n;
     size_t cap = 64;
     for (int i = 0; i < take; i++)
-        cap += (size_t)PQgetlength(res, i, 0) + 1;
+        cap += (size_t)PQgetlength(res, i, col) + 1;
     char cursor[512] = "";
     if (n > limit && take > 0)
-        mb_cursor_encode(PQgetvalue(res, take - 1, 1), cursor, sizeof(cursor));
+        mb_cursor_encode(PQgetvalue(res, take - 1, col + 1), cursor, sizeof(cursor));
     cap += strlen(cursor) + 32;
     char *buf = malloc(cap);
     if (buf == NULL) {
@@ -250,8 +288,8 @@ static void reply_page(mb_ctx *c, PGresult *res, int limit)
     for (int i = 0; i < take; i++) {
         if (i > 0)
             buf[o++] = ',';
-        size_t l = (size_t)PQgetlength(res, i, 0);
-        memcpy(buf + o, PQgetvalue(res, i, 0), l);
+        size_t l = (size_t)PQgetlength(res, i, col);
+        memcpy(buf + o, PQgetvalue(res, i, col), l);
         o += l;
     }
     if (cursor[0] != '\0')
@@ -278,25 +316,51 @@ bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *con
     return ok;
 }
 
+/* The parameters of a list query: params then the row limit (limit + 1, to
+ * tell whether a next page exists). */
+static bool list_params(const char **p, char *lim, size_t limlen, int n,
+                        const char *const *params, int limit)
+{
+    if (n < 0 || n > MB_LIST_MAX_PARAMS)
+        return false;
+    for (int i = 0; i < n; i++)
+        p[i] = params[i];
+    snprintf(lim, limlen, "%d", limit + 1);
+    p[n] = lim;
+    return true;
+}
+
 void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit)
 {
     const char *p[MB_LIST_MAX_PARAMS + 1];
     char lim[16];
-    if (n < 0 || n > MB_LIST_MAX_PARAMS) {
+    if (!list_params(p, lim, sizeof(lim), n, params, limit)) {
         mb_reply_err(c, MB_E_INTERNAL);
         return;
     }
-    for (int i = 0; i < n; i++)
-        p[i] = params[i];
-    snprintf(lim, sizeof(lim), "%d", limit + 1);
-    p[n] = lim;
     PGresult *r = NULL;
     mb_err e = mb_db_exec(&c->db, &r, sql, n + 1, p);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;
     }
-    reply_page(c, r, limit);
+    reply_page(c, r, 0, limit);
+    PQclear(r);
+}
+
+void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *sql, int n,
+                         const char *const *params, int limit)
+{
+    const char *p[MB_LIST_MAX_PARAMS + 1];
+    char lim[16];
+    if (n < 1 || !list_params(p, lim, sizeof(lim), n, params, limit)) {
+        mb_reply_err(c, MB_E_INTERNAL);
+        return;
+    }
+    PGresult *r = mb_gated_query(c, need_partner_center, sql, n + 1, p);
+    if (r == NULL)
+        return;
+    reply_page(c, r, 1, limit);
     PQclear(r);
 }
 
