@@ -11,8 +11,10 @@
 #        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
 #        DB_POOL_SIZE (the service's, 8), KEEP_TMP=1 (keep the work dir),
 #        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
-#        BENCH_AUTOGROUP (0 or 1: kernel.sched_autogroup_enabled for the run, restored at
-#        the end; needs root. Unset: as the machine has it. See README "Performance")
+#        BENCH_AUTOGROUP (kernel.sched_autogroup_enabled for the run, restored at the end:
+#        0 by default when root, so that PostgreSQL, the service and wrk are scheduled thread
+#        by thread and not as three sessions sharing the CPUs equally; "keep" leaves it as
+#        the machine has it. See README "Performance")
 # Output: the table on stdout, and every raw output in the work dir it names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,12 +51,20 @@ PGBENCH=$PG_BIN/pgbench
 [ -x "$PGBENCH" ] || PGBENCH=$(command -v pgbench) || die "pgbench missing"
 command -v wrk >/dev/null || die "wrk missing"
 
-if [ -n "${BENCH_AUTOGROUP:-}" ]; then
-	case $BENCH_AUTOGROUP in 0 | 1) ;; *) die "BENCH_AUTOGROUP must be 0 or 1" ;; esac
-	[ -w "$AUTOGROUP_FILE" ] || die "BENCH_AUTOGROUP needs root (writes $AUTOGROUP_FILE)"
-	AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE")
-	echo "$BENCH_AUTOGROUP" >"$AUTOGROUP_FILE"
-fi
+WANT_AUTOGROUP=${BENCH_AUTOGROUP:-0}
+case $WANT_AUTOGROUP in
+0 | 1)
+	if [ -w "$AUTOGROUP_FILE" ]; then
+		AUTOGROUP_WAS=$(cat "$AUTOGROUP_FILE")
+		echo "$WANT_AUTOGROUP" >"$AUTOGROUP_FILE"
+		log "kernel.sched_autogroup_enabled $AUTOGROUP_WAS -> $WANT_AUTOGROUP for the run (restored at exit)"
+	else
+		warn "cannot set kernel.sched_autogroup_enabled (not root?): measuring with it as it is"
+	fi
+	;;
+keep) ;;
+*) die "BENCH_AUTOGROUP must be 0, 1 or keep" ;;
+esac
 AUTOGROUP=$(cat "$AUTOGROUP_FILE" 2>/dev/null || echo "n/a")
 
 OUT=$(mktemp -d /tmp/mb-bench.XXXXXX)
@@ -80,8 +90,8 @@ log "data loaded in $((SECONDS - t0))s: $(psql_bench -tAc "SELECT (SELECT count(
 
 SVC_PORT=$(free_port)
 log "service (Release) on 127.0.0.1:$SVC_PORT"
-# setsid: a session (so a scheduler autogroup) of its own, as PostgreSQL has (lib.sh pg_start)
-# and as on separate machines; otherwise the service and wrk share one group's CPU share.
+# setsid: a session (so, with sched_autogroup_enabled 1, a scheduler autogroup) of its own, as
+# PostgreSQL has (lib.sh pg_start) and as on separate machines; otherwise the service and wrk share one group's CPU share.
 PORT=$SVC_PORT setsid "$BIN" serve >"$OUT/service.log" 2>&1 &
 SVC_PID=$!
 wait_http "http://127.0.0.1:$SVC_PORT/readyz" 30 "$SVC_PID" || die "the service did not come up"
