@@ -88,8 +88,12 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
  * so that no row means no such partner and NULLs after column 0 mean the read
  * found nothing. Answers the gate's 404/409 (or the store error) and returns
  * NULL; otherwise the result, which the caller clears. */
-PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *sql, int n,
-                         const char *const *params);
+PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                         const char *sql, int n, const char *const *params);
+/* A gated query for one document (column 1): answers it with 200, or 404 "No
+ * such <what>." when column 1 is NULL. True when it answered the document. */
+bool mb_reply_gated_doc(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                        const char *sql, int n, const char *const *params, const char *what);
 
 /* Loads the benefit of the URL (partnerId, benefitId), locked with for_update
  * until the transaction ends; answers 404 (or the store error) and returns
@@ -115,8 +119,8 @@ bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *con
 void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit);
 /* The same for a gated query (mb_gated_query) whose columns after the first
  * are (JSON document, cursor key). */
-void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *sql, int n,
-                         const char *const *params, int limit);
+void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                         const char *sql, int n, const char *const *params, int limit);
 
 /* The actor string for audit and created_by columns. */
 const char *mb_actor(mb_ctx *c);

@@ -222,8 +222,8 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
     return ok;
 }
 
-PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *sql, int n,
-                         const char *const *params)
+PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                         const char *sql, int n, const char *const *params)
 {
     if (n < 1 || !gate_tenant(c, params[0]))
         return NULL;
@@ -233,11 +233,26 @@ PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *sql, i
         mb_reply_err(c, e);
         return NULL;
     }
-    if (!gate_row(c, r, need_partner_center, NULL)) {
+    if (!gate_row(c, r, need_partner_center, pmc_detail)) {
         PQclear(r);
         return NULL;
     }
     return r;
+}
+
+bool mb_reply_gated_doc(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                        const char *sql, int n, const char *const *params, const char *what)
+{
+    PGresult *r = mb_gated_query(c, need_partner_center, pmc_detail, sql, n, params);
+    if (r == NULL)
+        return false;
+    bool found = !PQgetisnull(r, 0, 1);
+    if (found)
+        mb_reply_json(c, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+    else
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
+    PQclear(r);
+    return found;
 }
 
 const char *mb_actor(mb_ctx *c)
@@ -348,8 +363,8 @@ void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params,
     PQclear(r);
 }
 
-void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *sql, int n,
-                         const char *const *params, int limit)
+void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                         const char *sql, int n, const char *const *params, int limit)
 {
     const char *p[MB_LIST_MAX_PARAMS + 1];
     char lim[16];
@@ -357,7 +372,7 @@ void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *sql, i
         mb_reply_err(c, MB_E_INTERNAL);
         return;
     }
-    PGresult *r = mb_gated_query(c, need_partner_center, sql, n + 1, p);
+    PGresult *r = mb_gated_query(c, need_partner_center, pmc_detail, sql, n + 1, p);
     if (r == NULL)
         return;
     reply_page(c, r, 1, limit);

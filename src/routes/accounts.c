@@ -449,25 +449,26 @@ static void users_list(mb_ctx *c)
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), false))
         return;
-    if (!mb_partner_gate(c, c->param[0], false, NULL))
-        return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_list(c,
-                  "SELECT doc, id::text AS cursor_key FROM user_docs WHERE partner_id = $1::uuid "
-                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                  2, p, limit);
+    mb_reply_gated_list(c, false, NULL,
+                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
+                        "LEFT JOIN LATERAL (SELECT doc, id FROM user_docs "
+                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
+                        "ORDER BY id LIMIT $3::int) d ON true "
+                        "WHERE p.id = $1::uuid ORDER BY d.id",
+                        2, p, limit);
 }
 
 static void user_get(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], false, NULL))
+    if (!mb_require(c, MB_ACT_READ))
         return;
-    if (!mb_is_uuid(c->param[1])) {
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
-        return;
-    }
-    mb_reply_doc(c, 200, "SELECT doc FROM user_docs WHERE partner_id = $1::uuid AND id = $2::uuid",
-                 2, c->param, "user");
+    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
+    mb_reply_gated_doc(c, false, NULL,
+                       "SELECT p.membership_location, d.doc FROM partners p "
+                       "LEFT JOIN user_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
+                       "WHERE p.id = $1::uuid",
+                       2, p, "user");
 }
 
 static const char only_ga_grants[] =
@@ -740,14 +741,14 @@ static void audit_list(mb_ctx *c)
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), true))
         return;
-    if (!mb_partner_gate(c, c->param[0], false, NULL))
-        return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_list(c,
-                  "SELECT doc, id::text AS cursor_key FROM audit_event_docs WHERE partner_id = $1::uuid "
-                  "AND ($2::bigint IS NULL OR id < $2::bigint) "
-                  "ORDER BY id DESC LIMIT $3::int",
-                  2, p, limit);
+    mb_reply_gated_list(c, false, NULL,
+                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
+                        "LEFT JOIN LATERAL (SELECT doc, id FROM audit_event_docs "
+                        "WHERE partner_id = p.id AND ($2::bigint IS NULL OR id < $2::bigint) "
+                        "ORDER BY id DESC LIMIT $3::int) d ON true "
+                        "WHERE p.id = $1::uuid ORDER BY d.id DESC",
+                        2, p, limit);
 }
 
 const mb_route mb_routes_accounts[] = {

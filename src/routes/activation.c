@@ -228,16 +228,12 @@ static void activation_get(mb_ctx *c)
                          "only. Ask your Global admin.");
         return;
     }
-    if (!mb_partner_gate(c, c->param[0], true, NULL))
-        return;
-    if (!mb_is_uuid(c->param[1])) {
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
-        return;
-    }
-    mb_reply_doc(c, 200,
-                 "SELECT doc FROM activation_docs WHERE partner_id = $1::uuid "
-                 "AND id = $2::uuid",
-                 2, c->param, "activation");
+    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
+    mb_reply_gated_doc(c, true, NULL,
+                       "SELECT p.membership_location, d.doc FROM partners p "
+                       "LEFT JOIN activation_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
+                       "WHERE p.id = $1::uuid",
+                       2, p, "activation");
 }
 
 /* --- operator: GET /v1/admin/activations ----------------------------------------------------- */

@@ -135,10 +135,13 @@ static void package_get(mb_ctx *c)
 
 static void partner_get(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], false, NULL))
+    if (!mb_require(c, MB_ACT_READ))
         return;
-    mb_reply_doc(c, 200, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1, c->param,
-                 "partner");
+    /* partner_docs carries the membership location: the gate and the document
+     * in one query. */
+    mb_reply_gated_doc(c, false, NULL,
+                       "SELECT membership_location, doc FROM partner_docs WHERE id = $1::uuid", 1,
+                       c->param, "partner");
 }
 
 static const char *const categories[] = {"software",  "cloud",        "visual_studio",
@@ -190,7 +193,7 @@ static void benefits_list(mb_ctx *c)
     const char *p[] = {c->param[0], category, status, after[0] ? after : NULL,
                        technical ? "true" : "false"};
     /* The partner gate and the page in one round trip (mb_gated_query). */
-    mb_reply_gated_list(c, true,
+    mb_reply_gated_list(c, true, NULL,
                         "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
                         "LEFT JOIN LATERAL (SELECT doc, id FROM benefit_docs "
                         "WHERE partner_id = p.id "
@@ -210,7 +213,7 @@ static void benefit_get(mb_ctx *c)
     /* Not a UUID: still through the gate (an unknown partner is 404 "No such
      * partner." first), with a benefit id that matches nothing. */
     const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
-    PGresult *r = mb_gated_query(c, true,
+    PGresult *r = mb_gated_query(c, true, NULL,
                                  "SELECT p.membership_location, d.doc, d.category "
                                  "FROM partners p LEFT JOIN benefit_docs d "
                                  "ON d.partner_id = p.id AND d.id = $2::uuid "

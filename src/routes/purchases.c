@@ -127,27 +127,26 @@ static void purchases_list(mb_ctx *c)
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), false))
         return;
-    if (!mb_partner_gate(c, c->param[0], true, pmc_detail))
-        return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_list(c,
-                  "SELECT doc, id::text AS cursor_key FROM purchase_docs WHERE partner_id = $1::uuid "
-                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                  2, p, limit);
+    mb_reply_gated_list(c, true, pmc_detail,
+                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
+                        "LEFT JOIN LATERAL (SELECT doc, id FROM purchase_docs "
+                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
+                        "ORDER BY id LIMIT $3::int) d ON true "
+                        "WHERE p.id = $1::uuid ORDER BY d.id",
+                        2, p, limit);
 }
 
 static void purchase_get(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], true, pmc_detail))
+    if (!mb_require(c, MB_ACT_READ))
         return;
-    if (!mb_is_uuid(c->param[1])) {
-        mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
-        return;
-    }
-    mb_reply_doc(c, 200,
-                 "SELECT doc FROM purchase_docs WHERE partner_id = $1::uuid "
-                 "AND id = $2::uuid",
-                 2, c->param, "purchase");
+    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
+    mb_reply_gated_doc(c, true, pmc_detail,
+                       "SELECT p.membership_location, d.doc FROM partners p "
+                       "LEFT JOIN purchase_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
+                       "WHERE p.id = $1::uuid",
+                       2, p, "purchase");
 }
 
 static void purchase_renew(mb_ctx *c)

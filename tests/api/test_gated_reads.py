@@ -1,5 +1,5 @@
-"""The benefit list and the single benefit answer the partner gate and the read in one query
-(issue 7, `mb_gated_query`): the cases where one of the two halves finds nothing."""
+"""Partner reads answer the partner gate and the read in one query (issue 7, `mb_gated_query`):
+the cases where one of the two halves finds nothing."""
 import uuid
 
 from fresh_partner import fresh_partner
@@ -10,9 +10,16 @@ NOBODY = "77777777-7777-4777-8777-777777777777"
 
 def test_operator_on_a_partner_that_does_not_exist_is_404_no_such_partner(base):
     op = Client(base, operator_token())
-    for path in (f"/v1/partners/{NOBODY}/benefits",
+    for path in (f"/v1/partners/{NOBODY}",
+                 f"/v1/partners/{NOBODY}/benefits",
                  f"/v1/partners/{NOBODY}/benefits/{uuid.uuid4()}",
-                 f"/v1/partners/{NOBODY}/benefits/not-a-uuid"):
+                 f"/v1/partners/{NOBODY}/benefits/not-a-uuid",
+                 f"/v1/partners/{NOBODY}/users",
+                 f"/v1/partners/{NOBODY}/users/{uuid.uuid4()}",
+                 f"/v1/partners/{NOBODY}/purchases",
+                 f"/v1/partners/{NOBODY}/purchases/{uuid.uuid4()}",
+                 f"/v1/partners/{NOBODY}/activations/{uuid.uuid4()}",
+                 f"/v1/partners/{NOBODY}/audit-events"):
         body = assert_problem(op.get(path), 404, "not-found")
         assert body["detail"] == "No such partner.", path
 
@@ -68,3 +75,61 @@ def test_another_partners_benefit_under_own_url_is_404_no_such_benefit(ga):
     (other,) = db_all("SELECT id::text FROM benefits WHERE partner_id <> %s LIMIT 1", CONTOSO)[0]
     body = assert_problem(ga.get(f"/v1/partners/{CONTOSO}/benefits/{other}"), 404, "not-found")
     assert body["detail"] == "No such benefit."
+
+
+def test_pmc_partner_purchase_reads_are_409_and_its_users_readable(base, fab_ga):
+    rows = db_all("SELECT id::text FROM purchases WHERE partner_id = %s LIMIT 1", FABRIKAM)
+    pur = rows[0][0] if rows else str(uuid.uuid4())
+    for path in (f"/v1/partners/{FABRIKAM}/purchases", f"/v1/partners/{FABRIKAM}/purchases/{pur}"):
+        body = assert_problem(fab_ga.get(path), 409, "membership-in-pmc")
+        assert "PMC" in body["detail"]
+    # users and the partner itself are not behind the PMC rule
+    r = fab_ga.get(f"/v1/partners/{FABRIKAM}/users")
+    assert r.status_code == 200 and r.json()["items"]
+    assert fab_ga.get(f"/v1/partners/{FABRIKAM}").json()["id"] == FABRIKAM
+
+
+def test_fresh_partner_reads_find_only_their_own_rows(base, ga):
+    f = fresh_partner()
+    fga = f.client(base)
+    # no audit events yet: an empty page, not a page of nothing
+    r = fga.get(f.path("/audit-events"))
+    assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+    users = fga.get(f.path("/users"), params={"limit": 200}).json()
+    assert sorted(u["id"] for u in users["items"]) == sorted(f.users.values())
+    assert users["next_cursor"] is None
+    one = f.users["admin_agent"]
+    assert fga.get(f.path(f"/users/{one}")).json()["id"] == one
+    assert fga.get(f.path(f"/purchases/{f.purchase}")).json()["id"] == f.purchase
+    assert [p["id"] for p in fga.get(f.path("/purchases")).json()["items"]] == [f.purchase]
+    # ids of the demo partner's rows under the fresh partner's URL are nobody's
+    (contoso_user,) = db_all("SELECT id::text FROM users WHERE partner_id = %s LIMIT 1",
+                             CONTOSO)[0]
+    (contoso_purchase,) = db_all("SELECT id::text FROM purchases WHERE partner_id = %s LIMIT 1",
+                                 CONTOSO)[0]
+    for path, what in ((f"/users/{contoso_user}", "user"), ("/users/x", "user"),
+                       (f"/purchases/{contoso_purchase}", "purchase"),
+                       ("/purchases/x", "purchase"),
+                       (f"/activations/{uuid.uuid4()}", "activation"),
+                       ("/activations/x", "activation")):
+        body = assert_problem(fga.get(f.path(path)), 404, "not-found")
+        assert body["detail"] == f"No such {what}.", path
+
+
+def test_audit_pages_walk_newest_first(base):
+    f = fresh_partner()
+    db_exec("INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
+            "SELECT %s, 'test', 'test.event', 'partner', %s FROM generate_series(1, 5)",
+            f.partner, f.partner)
+    want = [r[0] for r in db_all("SELECT id FROM audit_events WHERE partner_id = %s "
+                                 "ORDER BY id DESC", f.partner)]
+    ga = f.client(base)
+    seen, cursor = [], None
+    for _ in range(10):
+        page = ga.get(f.path("/audit-events"),
+                      params={"limit": 2, **({"cursor": cursor} if cursor else {})}).json()
+        seen += [int(e["id"]) for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == want and len(seen) == 5
