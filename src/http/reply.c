@@ -386,5 +386,14 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
         mb_reply_problem(c, e, "No such benefit.");
     else if (e != MB_OK)
         mb_reply_err(c, e);
-    return e == MB_OK;
+    if (e != MB_OK)
+        return false;
+    /* R8: technical benefits are hidden from the roles that may not use them,
+     * whatever the route asks of them (as GET .../benefits/{b} answers). */
+    if (strcmp(b->category, "technical") == 0 &&
+        !mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) && !(c->who.roles & MB_ROLE_OPERATOR)) {
+        mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
+        return false;
+    }
+    return true;
 }

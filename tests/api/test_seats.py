@@ -274,6 +274,23 @@ def test_benefit_without_seats_is_422(product):
     assert seats(b) == []
 
 
+@pytest.mark.parametrize("who", [2, 3])  # Admin agent, User admin
+def test_technical_benefit_is_403_for_roles_that_may_not_see_it(who):
+    """R8: the roles that do not see technical benefits in the list get 403 from every route that
+    names one (as from GET .../benefits/{b}), not a 422 telling what the benefit is."""
+    t = Tenant()
+    b = t.benefit(TECH_INCIDENTS, 2)
+    c = t.client(who)
+    for r in (c.get(t.path(b)), c.get(t.path(b, "/assignments")),
+              c.post(t.path(b, "/assignments"), json={"user_id": t.users[who]}),
+              c.delete(t.path(b, f"/assignments/{t.users[who]}")),
+              c.post(t.path(b, "/keys"), json={"language": "English", "os": "x64"})):
+        body = assert_problem(r, 403, "forbidden-role")
+        assert "Global admin" in body["detail"] and "errors" not in body
+    assert seats(b) == []
+    assert db_val("SELECT count(*) FROM audit_events WHERE target_id = %s", b) == 0
+
+
 def test_expired_or_cancelled_benefit_is_409_benefit_expired():
     t = Tenant()
     expired = t.benefit(VS_ENTERPRISE, 3)
