@@ -75,6 +75,9 @@ json_t *mb_body(mb_ctx *c, bool empty_ok);
 
 /* Authorization: answers 403 and returns false when the caller lacks it. */
 bool mb_require(mb_ctx *c, mb_action a);
+/* R8: the caller may see technical benefits (the roles that use them, and the
+ * operator). */
+bool mb_sees_technical(const mb_ctx *c);
 /* Tenant gate for /v1/partners/{partnerId}/...: the id must be the caller's
  * partner (or the caller an operator) and exist, else 404; with
  * need_partner_center a PMC member gets 409 (R1) with pmc_detail. Answers and

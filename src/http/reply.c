@@ -165,6 +165,11 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
     return doc;
 }
 
+bool mb_sees_technical(const mb_ctx *c)
+{
+    return mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) || (c->who.roles & MB_ROLE_OPERATOR);
+}
+
 bool mb_require(mb_ctx *c, mb_action a)
 {
     if (mb_roles_allow(c->who.roles, a))
@@ -186,8 +191,7 @@ static bool gate_tenant(mb_ctx *c, const char *partner_id)
 
 /* The second half: the partner exists (a row came back, its membership
  * location in column 0) and, with need_partner_center, is not in PMC. */
-static bool gate_row(mb_ctx *c, const PGresult *r, bool need_partner_center,
-                     const char *pmc_detail)
+static bool gate_row(mb_ctx *c, const PGresult *r, bool need_partner_center, const char *pmc_detail)
 {
     if (PQntuples(r) < 1) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
@@ -333,8 +337,8 @@ bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *con
 
 /* The parameters of a list query: params then the row limit (limit + 1, to
  * tell whether a next page exists). */
-static bool list_params(const char **p, char *lim, size_t limlen, int n,
-                        const char *const *params, int limit)
+static bool list_params(const char **p, char *lim, size_t limlen, int n, const char *const *params,
+                        int limit)
 {
     if (n < 0 || n > MB_LIST_MAX_PARAMS)
         return false;
@@ -390,8 +394,7 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
         return false;
     /* R8: technical benefits are hidden from the roles that may not use them,
      * whatever the route asks of them (as GET .../benefits/{b} answers). */
-    if (strcmp(b->category, "technical") == 0 &&
-        !mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) && !(c->who.roles & MB_ROLE_OPERATOR)) {
+    if (strcmp(b->category, "technical") == 0 && !mb_sees_technical(c)) {
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
         return false;
     }

@@ -180,8 +180,7 @@ static void benefits_list(mb_ctx *c)
         return;
     }
     /* R8: technical benefits are visible only to the right roles. */
-    bool technical =
-        mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) || (c->who.roles & MB_ROLE_OPERATOR);
+    bool technical = mb_sees_technical(c);
     if (category != NULL && strcmp(category, "technical") == 0 && !technical) {
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
         return;
@@ -223,9 +222,7 @@ static void benefit_get(mb_ctx *c)
         return;
     if (PQgetisnull(r, 0, 1))
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such benefit.");
-    else if (strcmp(PQgetvalue(r, 0, 2), "technical") == 0 &&
-             !mb_roles_allow(c->who.roles, MB_ACT_TECHNICAL) &&
-             !(c->who.roles & MB_ROLE_OPERATOR))
+    else if (strcmp(PQgetvalue(r, 0, 2), "technical") == 0 && !mb_sees_technical(c))
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
     else
         mb_reply_json(c, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
