@@ -125,6 +125,26 @@ void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params,
 void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
                          const char *sql, int n, const char *const *params, int limit);
 
+/* The gated reads of a view of partner rows (id, partner_id, doc) under
+ * /v1/partners/{partnerId}/...: a page in id order, and the row of the URL's
+ * second id. The SQL is a literal per view (statements are prepared per call
+ * site). */
+#define MB_PARTNER_PAGE_SQL(view)                                                                  \
+    "SELECT p.membership_location, d.doc, d.id::text FROM partners p "                             \
+    "LEFT JOIN LATERAL (SELECT doc, id FROM " view " "                                             \
+    "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "                             \
+    "ORDER BY id LIMIT $3::int) d ON true WHERE p.id = $1::uuid ORDER BY d.id"
+#define MB_PARTNER_DOC_SQL(view)                                                                   \
+    "SELECT p.membership_location, d.doc FROM partners p LEFT JOIN " view " d "                    \
+    "ON d.partner_id = p.id AND d.id = $2::uuid WHERE p.id = $1::uuid"
+/* Answers the page (query limit and cursor) of MB_PARTNER_PAGE_SQL(view). */
+void mb_reply_partner_page(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                           const char *sql);
+/* Answers the document of MB_PARTNER_DOC_SQL(view) for c->param[1]; 404 "No
+ * such <what>." when there is none. */
+void mb_reply_partner_doc(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                          const char *sql, const char *what);
+
 /* The actor string for audit and created_by columns. */
 const char *mb_actor(mb_ctx *c);
 

@@ -383,6 +383,25 @@ void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_de
     PQclear(r);
 }
 
+void mb_reply_partner_page(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                           const char *sql)
+{
+    int limit;
+    char after[64];
+    if (!mb_page_args(c, &limit, after, sizeof(after), false))
+        return;
+    const char *p[] = {c->param[0], after[0] ? after : NULL};
+    mb_reply_gated_list(c, need_partner_center, pmc_detail, sql, 2, p, limit);
+}
+
+void mb_reply_partner_doc(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
+                          const char *sql, const char *what)
+{
+    /* Not a UUID: still through the gate, with an id that matches nothing. */
+    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
+    mb_reply_gated_doc(c, need_partner_center, pmc_detail, sql, 2, p, what);
+}
+
 bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
 {
     mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b);

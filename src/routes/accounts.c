@@ -443,32 +443,14 @@ static void partner_update(mb_ctx *c)
 
 static void users_list(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ))
-        return;
-    int limit;
-    char after[64];
-    if (!mb_page_args(c, &limit, after, sizeof(after), false))
-        return;
-    const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_gated_list(c, false, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM user_docs "
-                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
-                        "ORDER BY id LIMIT $3::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id",
-                        2, p, limit);
+    if (mb_require(c, MB_ACT_READ))
+        mb_reply_partner_page(c, false, NULL, MB_PARTNER_PAGE_SQL("user_docs"));
 }
 
 static void user_get(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ))
-        return;
-    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
-    mb_reply_gated_doc(c, false, NULL,
-                       "SELECT p.membership_location, d.doc FROM partners p "
-                       "LEFT JOIN user_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
-                       "WHERE p.id = $1::uuid",
-                       2, p, "user");
+    if (mb_require(c, MB_ACT_READ))
+        mb_reply_partner_doc(c, false, NULL, MB_PARTNER_DOC_SQL("user_docs"), "user");
 }
 
 static const char only_ga_grants[] =

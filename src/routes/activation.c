@@ -228,12 +228,7 @@ static void activation_get(mb_ctx *c)
                          "only. Ask your Global admin.");
         return;
     }
-    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
-    mb_reply_gated_doc(c, true, NULL,
-                       "SELECT p.membership_location, d.doc FROM partners p "
-                       "LEFT JOIN activation_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
-                       "WHERE p.id = $1::uuid",
-                       2, p, "activation");
+    mb_reply_partner_doc(c, true, NULL, MB_PARTNER_DOC_SQL("activation_docs"), "activation");
 }
 
 /* --- operator: GET /v1/admin/activations ----------------------------------------------------- */

@@ -121,32 +121,14 @@ static void purchase_create(mb_ctx *c)
 
 static void purchases_list(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ))
-        return;
-    int limit;
-    char after[64];
-    if (!mb_page_args(c, &limit, after, sizeof(after), false))
-        return;
-    const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_gated_list(c, true, pmc_detail,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM purchase_docs "
-                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
-                        "ORDER BY id LIMIT $3::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id",
-                        2, p, limit);
+    if (mb_require(c, MB_ACT_READ))
+        mb_reply_partner_page(c, true, pmc_detail, MB_PARTNER_PAGE_SQL("purchase_docs"));
 }
 
 static void purchase_get(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_READ))
-        return;
-    const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
-    mb_reply_gated_doc(c, true, pmc_detail,
-                       "SELECT p.membership_location, d.doc FROM partners p "
-                       "LEFT JOIN purchase_docs d ON d.partner_id = p.id AND d.id = $2::uuid "
-                       "WHERE p.id = $1::uuid",
-                       2, p, "purchase");
+    if (mb_require(c, MB_ACT_READ))
+        mb_reply_partner_doc(c, true, pmc_detail, MB_PARTNER_DOC_SQL("purchase_docs"), "purchase");
 }
 
 static void purchase_renew(mb_ctx *c)
