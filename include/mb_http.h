@@ -27,6 +27,7 @@ typedef struct mb_ctx {
     char param_buf[MB_MAX_PARAMS][40];
     int nparam;
     const char *route; /* route template, for logs and metrics */
+    int route_idx;     /* its index in the routing table, or -1 */
 } mb_ctx;
 
 typedef void (*mb_handler)(mb_ctx *c);

@@ -21,17 +21,14 @@
 #include <unistd.h>
 #include <yder.h>
 
-#include "mb_http.h"
+#include "http_internal.h"
 #include "mb_metrics.h"
+#include "mb_token_cache.h"
 
-#define MAX_ROUTES 96
-#define MAX_SEGMENTS 10
 /* All request headers together: room for an 8 KB token (and a refused 16 KB
  * one, which must still answer 401) and ordinary headers, not for 64 KB. */
 #define MAX_HEADER_BYTES (32 * 1024)
 
-static const mb_route *routes[MAX_ROUTES];
-static int nroutes;
 static const mb_config *g_cfg;
 /* Requests from their first line to the end of sending their answer (MHD's
  * URI and completion callbacks, around Ulfius' own): the drain on SIGTERM
@@ -51,67 +48,12 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
     mhd_request_completed(cls, connection, con_cls, toe);
     atomic_fetch_sub(&in_flight, 1);
 }
-static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
-
-static const mb_route *const *route_tables[] = {(const mb_route *const[]){
-    mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
-    mb_routes_activation, mb_routes_marketing, mb_routes_refund, NULL}};
-
-static void collect_routes(void)
-{
-    const mb_route *const *tables = route_tables[0];
-    for (int t = 0; tables[t] != NULL; t++)
-        for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++)
-            routes[nroutes++] = r;
-}
-
 int mb_http_in_flight(void)
 {
     return atomic_load(&in_flight);
 }
 
-int mb_route_count(void)
-{
-    return nroutes;
-}
-
-const mb_route *mb_route_at(int i)
-{
-    return (i >= 0 && i < nroutes) ? routes[i] : NULL;
-}
-
-/* Matches path against pattern; fills parameters. */
-static bool match(const char *pattern, const char *path, mb_ctx *c)
-{
-    int np = 0;
-    const char *p = pattern, *u = path;
-    while (*p == '/' && *u == '/') {
-        p++;
-        u++;
-        const char *pe = strchr(p, '/');
-        const char *ue = strchr(u, '/');
-        size_t pl = pe ? (size_t)(pe - p) : strlen(p);
-        size_t ul = ue ? (size_t)(ue - u) : strlen(u);
-        if (ul == 0)
-            return false;
-        if (*p == ':') {
-            if (np >= MB_MAX_PARAMS || ul >= sizeof(c->param_buf[0]))
-                return false;
-            memcpy(c->param_buf[np], u, ul);
-            c->param_buf[np][ul] = '\0';
-            c->param[np] = c->param_buf[np];
-            np++;
-        } else if (pl != ul || memcmp(p, u, ul) != 0) {
-            return false;
-        }
-        p += pl;
-        u += ul;
-    }
-    if (*p != '\0' || *u != '\0')
-        return false;
-    c->nparam = np;
-    return true;
-}
+static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
 
 static size_t header_bytes(const struct _u_request *req)
 {
@@ -197,336 +139,11 @@ static void cors(mb_ctx *c)
                   "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed");
 }
 
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[in[i] >> 4];
-        out[2 * i + 1] = hx[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static bool idempotency_key_ok(const char *k)
-{
-    size_t n = strlen(k);
-    if (n == 0 || n > 200)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
-            return false;
-    return true;
-}
-
-/* Runs a state-changing handler in one transaction. With an Idempotency-Key,
- * the key is claimed first in the same transaction: a concurrent request with
- * the same key waits on the claim and then replays the committed answer. */
-static void run_tx(mb_ctx *c, const mb_route *r)
-{
-    /* The contract takes Idempotency-Key on POSTs only (DESIGN §4): elsewhere
-     * the header is ignored, rather than answered with a 422 that a DELETE
-     * does not document. */
-    const char *key =
-        strcmp(c->req->http_verb, "POST") == 0 ? mb_header(c, "Idempotency-Key") : NULL;
-    char scope[140];
-    char *hex = NULL;
-    if (key != NULL && !idempotency_key_ok(key)) {
-        mb_reply_problem(c, MB_E_VALIDATION,
-                         "Header 'Idempotency-Key' must be 1 to 200 printable ASCII characters.");
-        return;
-    }
-    mb_err e = mb_db_begin(&c->db);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    if (key != NULL) {
-        if (c->who.tid[0] != '\0')
-            snprintf(scope, sizeof(scope), "%s", c->who.tid);
-        else
-            snprintf(scope, sizeof(scope), "op:%s", c->who.sub);
-        /* The hash covers the method, the path and the body; a JSON body is
-         * hashed in a canonical form (compact, sorted keys) so that a retry
-         * re-serialised by a client library or a proxy still matches. */
-        const char *bbytes = c->req->binary_body;
-        size_t blen = c->req->binary_body_length;
-        char *canon = NULL;
-        if (blen > 0) {
-            json_t *doc = json_loadb(bbytes, blen, JSON_REJECT_DUPLICATES, NULL);
-            canon = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-            json_decref(doc);
-            if (canon != NULL) {
-                bbytes = canon;
-                blen = strlen(canon);
-            }
-        }
-        size_t plen = strlen(c->req->http_verb) + 1 + strlen(c->req->url_path) + 1;
-        hex = malloc(2 * (plen + blen) + 1);
-        unsigned char *raw = malloc(plen + blen + 1);
-        if (hex == NULL || raw == NULL) {
-            free(raw);
-            free(hex);
-            free(canon);
-            mb_db_rollback(&c->db);
-            mb_reply_err(c, MB_E_INTERNAL);
-            return;
-        }
-        snprintf((char *)raw, plen + 1, "%s %s\n", c->req->http_verb, c->req->url_path);
-        if (blen > 0)
-            memcpy(raw + plen, bbytes, blen);
-        hex_encode(raw, plen + blen, hex);
-        free(raw);
-        free(canon);
-        const char *p[] = {scope, key, hex};
-        PGresult *res = NULL;
-        e = mb_db_exec(&c->db, NULL,
-                       "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 "
-                       "AND created_at < now() - interval '24 hours'",
-                       2, p);
-        if (e == MB_OK)
-            e = mb_db_exec(&c->db, &res,
-                           "INSERT INTO idempotency_keys (scope, key, request_hash, status, body) "
-                           "VALUES ($1, $2, sha256(decode($3, 'hex')), 0, '') "
-                           "ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
-                           3, p);
-        if (e != MB_OK) {
-            free(hex);
-            mb_db_rollback(&c->db);
-            mb_reply_err(c, e);
-            return;
-        }
-        bool claimed = PQntuples(res) == 1;
-        PQclear(res);
-        if (!claimed) {
-            e = mb_db_exec(&c->db, &res,
-                           "SELECT request_hash = sha256(decode($3, 'hex')), status, body, "
-                           "location FROM idempotency_keys WHERE scope = $1 AND key = $2",
-                           3, p);
-            free(hex);
-            mb_db_rollback(&c->db);
-            if (e != MB_OK || PQntuples(res) != 1) {
-                PQclear(res);
-                mb_reply_err(c, e != MB_OK ? e : MB_E_UNAVAILABLE);
-                return;
-            }
-            if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-                mb_reply_problem(c, MB_E_IDEMPOTENCY_KEY_REUSED,
-                                 "This Idempotency-Key was used with a different request; use a "
-                                 "new key for a new request.");
-            } else if (r->flags & MB_R_SECRET) {
-                /* The first answer held secrets and was not kept: answer again. */
-                PQclear(res);
-                e = mb_db_begin(&c->db);
-                if (e != MB_OK) {
-                    mb_reply_err(c, e);
-                    return;
-                }
-                r->handler(c);
-                if (c->resp->status >= 200 && c->resp->status < 300) {
-                    mb_set_header(c, "Idempotent-Replayed", "true");
-                    e = mb_db_commit(&c->db);
-                    if (e != MB_OK) {
-                        mb_db_rollback(&c->db);
-                        mb_reply_err(c, e);
-                    }
-                } else {
-                    mb_db_rollback(&c->db);
-                }
-                return;
-            } else {
-                int status = atoi(PQgetvalue(res, 0, 1));
-                size_t bl = (size_t)PQgetlength(res, 0, 2);
-                if (bl > 0)
-                    mb_reply_json(c, status, PQgetvalue(res, 0, 2), bl);
-                else
-                    mb_reply_empty(c, status);
-                if (!PQgetisnull(res, 0, 3))
-                    mb_set_header(c, "Location", PQgetvalue(res, 0, 3));
-                mb_set_header(c, "Idempotent-Replayed", "true");
-            }
-            PQclear(res);
-            return;
-        }
-    }
-
-    r->handler(c);
-
-    long status = c->resp->status;
-    if (status >= 200 && status < 300) {
-        e = MB_OK;
-        if (key != NULL) {
-            char st[8];
-            snprintf(st, sizeof(st), "%ld", status);
-            char *body = malloc(c->resp->binary_body_length + 1);
-            if (body == NULL) {
-                e = MB_E_INTERNAL;
-            } else {
-                size_t bl = (r->flags & MB_R_SECRET) ? 0 : c->resp->binary_body_length;
-                if (bl > 0)
-                    memcpy(body, c->resp->binary_body, bl);
-                body[bl] = '\0';
-                const char *p[] = {scope, key, st, body,
-                                   u_map_get(c->resp->map_header, "Location")};
-                e = mb_db_exec(&c->db, NULL,
-                               "UPDATE idempotency_keys SET status = $3::int, body = $4, "
-                               "location = $5 WHERE scope = $1 AND key = $2",
-                               5, p);
-                free(body);
-            }
-        }
-        if (e == MB_OK)
-            e = mb_db_commit(&c->db);
-        if (e != MB_OK) {
-            mb_db_rollback(&c->db);
-            u_map_remove_from_key(c->resp->map_header, "Location");
-            mb_reply_err(c, e);
-        }
-    } else {
-        mb_db_rollback(&c->db);
-    }
-    free(hex);
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* Verified tokens. A client sends the same bearer token with every request
- * until it expires; checking it (base64, two JSON parses, an HMAC or an RSA
- * signature) took a tenth of the service's CPU on the read endpoints. A token
- * whose exact bytes passed mb_auth_verify is remembered with its caller until
- * its exp; nothing else about a token can change its verdict (the keys and
- * claims wanted are fixed at start; nbf and iat only move into the past).
- * Past exp, mb_auth_verify decides again (it allows some clock skew).
- * Direct-mapped: a slot per token hash, allocated on first use (a few hundred
- * bytes each, a token's size), locks striped over the slots. */
-#define TOKEN_SLOTS 16384
-#define TOKEN_LOCKS 256
-#define TOKEN_CACHE_MAX 2048 /* longer tokens are checked every time */
-
-typedef struct {
-    size_t len, cap;
-    long long exp;
-    mb_principal who;
-    char token[]; /* cap bytes */
-} token_entry;
-
-static token_entry *token_cache[TOKEN_SLOTS];
-static pthread_mutex_t token_locks[TOKEN_LOCKS];
-
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
-/* The exp claim of a JWT's payload, or -1. */
-static long long token_exp(const char *token, size_t len)
-{
-    const char *p = memchr(token, '.', len);
-    const char *e = p ? memchr(p + 1, '.', len - (size_t)(p + 1 - token)) : NULL;
-    if (p == NULL || e == NULL)
-        return -1;
-    p++;
-    size_t n = (size_t)(e - p);
-    unsigned char *raw = malloc(n * 3 / 4 + 3);
-    if (raw == NULL)
-        return -1;
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = p[i];
-        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
-                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
-                : ch >= '0' && ch <= '9' ? ch - '0' + 52
-                : ch == '-'              ? 62
-                : ch == '_'              ? 63
-                                         : -1;
-        if (v < 0) {
-            free(raw);
-            return -1;
-        }
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            raw[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    json_t *claims = json_loadb((const char *)raw, o, JSON_REJECT_DUPLICATES, NULL);
-    free(raw);
-    json_t *exp = json_object_get(claims, "exp");
-    long long out = json_is_integer(exp) ? (long long)json_integer_value(exp) : -1;
-    json_decref(claims);
-    return out;
-}
-
-static mb_err verify_token(const char *authorization, time_t now, mb_principal *who)
-{
-    const char *token = NULL;
-    size_t len = 0;
-    if (authorization != NULL && strncasecmp(authorization, "Bearer ", 7) == 0) {
-        token = authorization + 7;
-        len = strlen(token);
-    }
-    if (token == NULL || len == 0 || len > TOKEN_CACHE_MAX)
-        return mb_auth_verify(g_cfg, authorization, now, who);
-    uint32_t slot = fnv1a(token, len) % TOKEN_SLOTS;
-    pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
-    pthread_mutex_lock(mu);
-    token_entry *t = token_cache[slot];
-    bool hit =
-        t != NULL && t->len == len && (long long)now < t->exp && memcmp(t->token, token, len) == 0;
-    if (hit)
-        *who = t->who;
-    pthread_mutex_unlock(mu);
-    if (hit)
-        return MB_OK;
-    mb_err e = mb_auth_verify(g_cfg, authorization, now, who);
-    if (e != MB_OK)
-        return e;
-    long long exp = token_exp(token, len);
-    if (exp <= (long long)now)
-        return MB_OK;
-    pthread_mutex_lock(mu);
-    t = token_cache[slot];
-    if (t == NULL || t->cap < len) {
-        token_entry *n = realloc(t, sizeof(*t) + len);
-        if (n != NULL) {
-            n->cap = len;
-            token_cache[slot] = t = n;
-        }
-    }
-    if (t != NULL && t->cap >= len) {
-        memcpy(t->token, token, len);
-        t->len = len;
-        t->exp = exp;
-        t->who = *who;
-    }
-    pthread_mutex_unlock(mu);
-    return MB_OK;
-}
-
-static void token_cache_init(void)
-{
-    for (int i = 0; i < TOKEN_LOCKS; i++)
-        pthread_mutex_init(&token_locks[i], NULL);
-}
-
-static void token_cache_free(void)
-{
-    for (int i = 0; i < TOKEN_SLOTS; i++) {
-        free(token_cache[i]);
-        token_cache[i] = NULL;
-    }
-    for (int i = 0; i < TOKEN_LOCKS; i++)
-        pthread_mutex_destroy(&token_locks[i]);
 }
 
 /* The access log line of a request, in Yder's console format. One write(2) of
@@ -568,8 +185,12 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
     double t0 = now_ms();
     char rid[64];
     new_request_id(req, rid);
-    mb_ctx c = {.req = req, .resp = resp, .cfg = g_cfg, .request_id = rid, .route = "unmatched"};
-    int route_idx = -1;
+    mb_ctx c = {.req = req,
+                .resp = resp,
+                .cfg = g_cfg,
+                .request_id = rid,
+                .route = "unmatched",
+                .route_idx = -1};
     mb_set_header(&c, "X-Request-Id", rid);
     cors(&c);
 
@@ -609,24 +230,11 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
     }
 
     bool path_known = false;
-    for (int i = 0; i < nroutes; i++) {
-        if (!match(routes[i]->pattern, path, &c))
-            continue;
-        path_known = true;
-        if (strcmp(routes[i]->method, method) == 0) {
-            route_idx = i;
-            break;
-        }
-    }
-    if (route_idx < 0) {
+    const mb_route *r = mb_route_find(method, path, &c, &path_known);
+    if (r == NULL) {
         if (path_known) {
-            char allow[96] = "";
-            size_t o = 0;
-            mb_ctx tmp = c;
-            for (int i = 0; i < nroutes; i++)
-                if (match(routes[i]->pattern, path, &tmp) && o + 10 < sizeof(allow))
-                    o += (size_t)snprintf(allow + o, sizeof(allow) - o, "%s%s", o ? ", " : "",
-                                          routes[i]->method);
+            char allow[96];
+            mb_route_allow(path, allow, sizeof(allow));
             mb_set_header(&c, "Allow", allow);
             mb_reply_problem(&c, MB_E_METHOD_NOT_ALLOWED, "Use one of: %s.", allow);
         } else {
@@ -634,7 +242,6 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         }
         goto done;
     }
-    const mb_route *r = routes[route_idx];
     c.route = r->pattern;
     if (atomic_load(&draining) && strcmp(r->pattern, "/readyz") == 0) {
         /* Load balancers probing readiness take this replica out now. */
@@ -642,7 +249,7 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         goto done;
     }
     if (!(r->flags & MB_R_PUBLIC)) {
-        mb_err e = verify_token(mb_header(&c, "Authorization"), time(NULL), &c.who);
+        mb_err e = mb_token_verify(g_cfg, mb_header(&c, "Authorization"), time(NULL), &c.who);
         if (e != MB_OK) {
             mb_set_header(&c, "WWW-Authenticate", "Bearer");
             mb_reply_problem(&c, MB_E_UNAUTHENTICATED,
@@ -651,7 +258,7 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         }
     }
     if (r->flags & MB_R_TX)
-        run_tx(&c, r);
+        mb_run_tx(&c, r);
     else
         r->handler(&c);
 
@@ -660,7 +267,7 @@ done:
     if (atomic_load(&draining))
         mb_set_header(&c, "Connection", "close");
     double ms = now_ms() - t0;
-    mb_metrics_observe(route_idx, (int)resp->status, ms);
+    mb_metrics_observe(c.route_idx, (int)resp->status, ms);
     access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
                rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
     return U_CALLBACK_COMPLETE;
@@ -748,9 +355,9 @@ static void *accept_loop(void *arg)
 int mb_serve(const mb_config *cfg)
 {
     g_cfg = cfg;
-    collect_routes();
+    mb_router_init();
     raise_fd_limit();
-    token_cache_init();
+    mb_token_cache_init();
 
     sigset_t set;
     sigemptyset(&set);
@@ -833,7 +440,7 @@ int mb_serve(const mb_config *cfg)
                       atomic_load(&in_flight), cfg->shutdown_grace_s);
     ulfius_stop_framework(&inst);
     ulfius_clean_instance(&inst);
-    token_cache_free();
+    mb_token_cache_free();
     y_log_message(Y_LOG_LEVEL_INFO, "stopped");
     return 0;
 }

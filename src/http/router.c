@@ -1,0 +1,92 @@
+/* The routing table: every resource file's routes in one list, and the path
+ * matcher that fills a request's path parameters. */
+#include <stdio.h>
+#include <string.h>
+
+#include "http_internal.h"
+
+#define MAX_ROUTES 128
+
+static const mb_route *routes[MAX_ROUTES];
+static int nroutes;
+
+static const mb_route *const *route_tables[] = {(const mb_route *const[]){
+    mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
+    mb_routes_activation, mb_routes_marketing, mb_routes_refund, NULL}};
+
+void mb_router_init(void)
+{
+    const mb_route *const *tables = route_tables[0];
+    for (int t = 0; tables[t] != NULL; t++)
+        for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++)
+            routes[nroutes++] = r;
+}
+
+int mb_route_count(void)
+{
+    return nroutes;
+}
+
+const mb_route *mb_route_at(int i)
+{
+    return (i >= 0 && i < nroutes) ? routes[i] : NULL;
+}
+
+/* Matches path against pattern; fills parameters. */
+bool mb_route_match(const char *pattern, const char *path, mb_ctx *c)
+{
+    int np = 0;
+    const char *p = pattern, *u = path;
+    while (*p == '/' && *u == '/') {
+        p++;
+        u++;
+        const char *pe = strchr(p, '/');
+        const char *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p);
+        size_t ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (ul == 0)
+            return false;
+        if (*p == ':') {
+            if (np >= MB_MAX_PARAMS || ul >= sizeof(c->param_buf[0]))
+                return false;
+            memcpy(c->param_buf[np], u, ul);
+            c->param_buf[np][ul] = '\0';
+            c->param[np] = c->param_buf[np];
+            np++;
+        } else if (pl != ul || memcmp(p, u, ul) != 0) {
+            return false;
+        }
+        p += pl;
+        u += ul;
+    }
+    if (*p != '\0' || *u != '\0')
+        return false;
+    c->nparam = np;
+    return true;
+}
+
+const mb_route *mb_route_find(const char *method, const char *path, mb_ctx *c, bool *path_known)
+{
+    *path_known = false;
+    for (int i = 0; i < nroutes; i++) {
+        if (!mb_route_match(routes[i]->pattern, path, c))
+            continue;
+        *path_known = true;
+        if (strcmp(routes[i]->method, method) == 0) {
+            c->route_idx = i;
+            return routes[i];
+        }
+    }
+    return NULL;
+}
+
+size_t mb_route_allow(const char *path, char *allow, size_t size)
+{
+    size_t o = 0;
+    mb_ctx tmp = {0};
+    allow[0] = '\0';
+    for (int i = 0; i < nroutes; i++)
+        if (mb_route_match(routes[i]->pattern, path, &tmp) && o + 10 < size)
+            o += (size_t)snprintf(allow + o, size - o, "%s%s", o ? ", " : "", routes[i]->method);
+    return o;
+}
