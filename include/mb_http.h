@@ -52,6 +52,12 @@ typedef struct {
 
 /* Starts the server; blocks until SIGINT/SIGTERM, drains, stops. */
 int mb_serve(const mb_config *cfg);
+/* For an answer that stays open (Server-Sent Events): the connection's
+ * inactivity timeout becomes timeout_s (0: none) instead of the idle timeout
+ * that reclaims keep-alive connections. Call it from the handler. */
+void mb_http_long_lived(mb_ctx *c, unsigned timeout_s);
+/* True once SIGTERM was received: long-lived answers end themselves. */
+bool mb_http_draining(void);
 
 /* Answers. */
 void mb_reply_json(mb_ctx *c, int status, const char *json, size_t len);

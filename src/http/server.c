@@ -36,10 +36,21 @@ static const mb_config *g_cfg;
  * handler's return and the last byte sent. */
 static atomic_int in_flight;
 
-static void *uri_started(void *cls, const char *uri)
+/* The MHD connection a connection thread serves (a thread per connection). */
+static _Thread_local struct MHD_Connection *current_connection;
+
+static void *uri_started(void *cls, const char *uri, struct MHD_Connection *con)
 {
     atomic_fetch_add(&in_flight, 1);
+    current_connection = con;
     return ulfius_uri_logger(cls, uri);
+}
+
+void mb_http_long_lived(mb_ctx *c, unsigned timeout_s)
+{
+    (void)c;
+    if (current_connection != NULL)
+        MHD_set_connection_option(current_connection, MHD_CONNECTION_OPTION_TIMEOUT, timeout_s);
 }
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -54,6 +65,11 @@ int mb_http_in_flight(void)
 }
 
 static atomic_bool draining; /* SIGTERM received: finishing what is in flight */
+
+bool mb_http_draining(void)
+{
+    return atomic_load(&draining);
+}
 
 static size_t header_bytes(const struct _u_request *req)
 {
