@@ -19,7 +19,9 @@ typedef struct {
     bool kek_is_demo;
     char *cors_origins; /* comma-separated, "*" allowed */
     int pool_size;
-    int max_connections; /* open HTTP connections (one thread each) */
+    int max_connections;  /* connections served at once (a thread each) */
+    int idle_timeout_s;   /* a served connection with no traffic is closed */
+    int header_timeout_s; /* a new connection must send a whole head by then */
     size_t max_body;
     char *sql_dir;
     int shutdown_grace_s;

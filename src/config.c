@@ -80,10 +80,12 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
     if (env_int("DB_POOL_SIZE", 8, 1, 256, &cfg->pool_size) != 0 ||
         env_int("HTTP_MAX_CONNECTIONS", 1024, 16, 65536, &cfg->max_connections) != 0 ||
         env_int("MAX_BODY_KB", 64, 1, 10240, &body_kb) != 0 ||
-        env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 300, &cfg->shutdown_grace_s) != 0) {
+        env_int("SHUTDOWN_GRACE_SECONDS", 10, 0, 300, &cfg->shutdown_grace_s) != 0 ||
+        env_int("HTTP_IDLE_TIMEOUT_SECONDS", 15, 1, 3600, &cfg->idle_timeout_s) != 0 ||
+        env_int("HTTP_HEADER_TIMEOUT_SECONDS", 30, 1, 3600, &cfg->header_timeout_s) != 0) {
         snprintf(err, errlen,
-                 "DB_POOL_SIZE, HTTP_MAX_CONNECTIONS, MAX_BODY_KB or SHUTDOWN_GRACE_SECONDS out "
-                 "of range");
+                 "DB_POOL_SIZE, HTTP_MAX_CONNECTIONS, MAX_BODY_KB, SHUTDOWN_GRACE_SECONDS, "
+                 "HTTP_IDLE_TIMEOUT_SECONDS or HTTP_HEADER_TIMEOUT_SECONDS out of range");
         return -1;
     }
     cfg->max_body = (size_t)body_kb * 1024;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "front.h"
 #include "mb_db.h"
 #include "mb_metrics.h"
 
@@ -114,6 +115,23 @@ char *mb_metrics_text(size_t *len)
         "# HELP mpn_http_requests_in_flight Requests being answered now.\n"
         "# TYPE mpn_http_requests_in_flight gauge\nmpn_http_requests_in_flight %d\n",
         mb_http_in_flight());
+    mb_front_stats_t fs;
+    mb_front_stats(&fs);
+    put(&s,
+        "# HELP mpn_http_connections_served Connections being served (a thread each).\n"
+        "# TYPE mpn_http_connections_served gauge\nmpn_http_connections_served %d\n"
+        "# HELP mpn_http_connections_waiting Connections waiting for a whole request head "
+        "(no thread).\n"
+        "# TYPE mpn_http_connections_waiting gauge\nmpn_http_connections_waiting %ld\n"
+        "# HELP mpn_http_connections_refused_total Connections refused at HTTP_MAX_CONNECTIONS "
+        "or out of descriptors.\n"
+        "# TYPE mpn_http_connections_refused_total counter\n"
+        "mpn_http_connections_refused_total %ld\n"
+        "# HELP mpn_http_connections_timed_out_total Connections closed for sending no whole "
+        "request head in HTTP_HEADER_TIMEOUT_SECONDS.\n"
+        "# TYPE mpn_http_connections_timed_out_total counter\n"
+        "mpn_http_connections_timed_out_total %ld\n",
+        fs.active, fs.parked, fs.refused, fs.timed_out);
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <yder.h>
 
+#include "front.h"
 #include "http_internal.h"
 #include "mb_metrics.h"
 #include "mb_token_cache.h"
@@ -301,11 +302,12 @@ static void raise_fd_limit(void)
 /* Threading. Ulfius calls handlers synchronously and a handler blocks in libpq,
  * so an MHD worker that serves several connections (the epoll thread pool)
  * stalls all of them behind one slow query; measured: a second request queued
- * behind a first one waiting on a row lock although other workers idled, and
- * bursts of new connections piled on a few workers (MHD accepts up to ten per
- * wake-up). So: one thread per connection (blocking costs only that
- * connection), at most HTTP_MAX_CONNECTIONS of them, and the database pool
- * queues the requests first come, first served.
+ * behind a first one waiting on a row lock although other workers idled. So a
+ * connection that is being served has a thread of its own, at most
+ * HTTP_MAX_CONNECTIONS of them, and the database pool queues the requests
+ * first come, first served. Connections that have not sent a whole request
+ * head yet wait in the front (front.c) without a thread; a served connection
+ * idle for HTTP_IDLE_TIMEOUT_SECONDS is closed, which ends its thread.
  *
  * The listening socket is ours: SIGTERM closes it at once, so new connections
  * are refused (a load balancer moves on) rather than left in the backlog while
@@ -340,32 +342,6 @@ static int open_listener(int port)
         return -1;
     }
     return fd;
-}
-
-static void *accept_loop(void *arg)
-{
-    struct MHD_Daemon *d = arg;
-    for (;;) {
-        struct sockaddr_storage a;
-        socklen_t al = sizeof(a);
-        int fd = accept4(listen_fd, (struct sockaddr *)&a, &al, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            if (atomic_load(&draining))
-                return NULL;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                usleep(10000); /* out of descriptors: let connections close */
-            continue;
-        }
-        if (atomic_load(&draining)) {
-            close(fd);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        /* starts the connection's thread; closes fd itself on failure (at the
-         * connection limit) */
-        MHD_add_connection(d, fd, (const struct sockaddr *)&a, al);
-    }
 }
 
 int mb_serve(const mb_config *cfg)
@@ -409,8 +385,11 @@ int mb_serve(const mb_config *cfg)
         /* virtual size: a thread touches a few pages of it, but jansson parses
          * nested JSON recursively (up to 2048 levels) */
         {MHD_OPTION_THREAD_STACK_SIZE, 2 * 1024 * 1024, NULL},
-        {MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL},
-        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s, NULL},
+        /* never reached: the front refuses at max_connections (front.c says
+         * why MHD's own limit must not be hit) */
+        {MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections + 4096, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)mb_front_notify, NULL},
         /* MHD zeroes a connection's whole pool for every request on it: keep
          * it small (headers are at most 8 KB of token plus a few more). */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
@@ -425,17 +404,18 @@ int mb_serve(const mb_config *cfg)
         close(listen_fd);
         return 1;
     }
-    pthread_t acceptor;
-    if (pthread_create(&acceptor, NULL, accept_loop, inst.mhd_daemon) != 0) {
-        y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the accept thread");
+    if (mb_front_start(inst.mhd_daemon, listen_fd, cfg->max_connections,
+                       (unsigned)cfg->header_timeout_s) != 0) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the connection front");
         ulfius_stop_framework(&inst);
         ulfius_clean_instance(&inst);
         close(listen_fd);
         return 1;
     }
     y_log_message(Y_LOG_LEVEL_INFO,
-                  "listening on port %d (a thread per connection, up to %d; pool %d)", cfg->port,
-                  cfg->max_connections, cfg->pool_size);
+                  "listening on port %d (a thread per connection served, up to %d; idle "
+                  "connections wait without one; pool %d)",
+                  cfg->port, cfg->max_connections, cfg->pool_size);
 
     int sig = 0;
     sigwait(&set, &sig);
@@ -444,8 +424,7 @@ int mb_serve(const mb_config *cfg)
      * on at once), answer what is in flight, and tell keep-alive clients to
      * go elsewhere (Connection: close on every answer from now on). */
     atomic_store(&draining, true);
-    shutdown(listen_fd, SHUT_RDWR);
-    pthread_join(acceptor, NULL);
+    mb_front_stop();
     close(listen_fd);
     listen_fd = -1;
     double deadline = now_ms() + cfg->shutdown_grace_s * 1000.0;
