@@ -22,7 +22,8 @@ def status() -> dict:
         for line in f:
             k, _, v = line.partition(":")
             d[k] = v.strip()
-    return {"rss_mb": int(d["VmRSS"].split()[0]) / 1024, "threads": int(d["Threads"]),
+    return {"rss_mb": int(d["VmRSS"].split()[0]) / 1024, "peak_rss_mb": int(d["VmHWM"].split()[0]) / 1024,
+            "threads": int(d["Threads"]),
             "fds": len(os.listdir(f"/proc/{PID}/fd"))}
 
 

@@ -165,7 +165,7 @@ static void hand_over(parked *p)
 
 /* Has the request head arrived whole? Peeks, never consumes: the bytes stay
  * for libmicrohttpd. */
-static void on_readable(parked *p)
+static void on_readable(parked *p, uint32_t events)
 {
     static char buf[PEEK_MAX];
     if (p->lingering) {
@@ -186,6 +186,10 @@ static void on_readable(parked *p)
     size_t from = p->scanned > 3 ? p->scanned - 3 : 0;
     if (memmem(buf + from, (size_t)n - from, "\r\n\r\n", 4) != NULL || n >= PEEK_MAX) {
         hand_over(p);
+        return;
+    }
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        drop(p); /* the client stopped sending: this head will never be whole */
         return;
     }
     p->scanned = (size_t)n;
@@ -220,7 +224,7 @@ static void park(int fd, const struct sockaddr_storage *a, socklen_t al)
     F.head.prev = p;
     __atomic_store_n(&F.nparked, F.nparked + 1, __ATOMIC_RELAXED);
     /* The head may have come with the connection (before the epoll add). */
-    on_readable(p);
+    on_readable(p, 0);
 }
 
 static void accept_all(void)
@@ -274,7 +278,7 @@ static void *front_loop(void *arg)
             if (tag == &F.listen_fd)
                 accept_all();
             else if (tag != &F.wake_fd)
-                on_readable(tag);
+                on_readable(tag, evs[i].events);
         }
         double now = now_s();
         if (now >= next_sweep) {
