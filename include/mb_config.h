@@ -30,5 +30,8 @@ typedef struct {
 /* Reads the environment into cfg. Returns 0, or -1 with a reason in err. */
 int mb_config_load(mb_config *cfg, char *err, size_t errlen);
 void mb_config_free(mb_config *cfg);
+/* For serve: refuses the development secrets of scripts/lib.sh and any secret
+ * under 32 bytes unless MPN_DEMO=1. Returns 0, or -1 with a reason in err. */
+int mb_config_check_secrets(const mb_config *cfg, char *err, size_t errlen);
 
 #endif

@@ -57,7 +57,7 @@ chmod 755 "$WORK"
 PORTS=()
 for ((i = 1; i <= N; i++)); do
 	port=$(free_port)
-	PORT=$port "$BIN" serve >"$WORK/replica-$i.log" 2>&1 &
+	DATABASE_URL=$(mb_service_url "$DATABASE_URL") PORT=$port "$BIN" serve >"$WORK/replica-$i.log" 2>&1 &
 	PIDS+=($!)
 	PORTS+=("$port")
 done

@@ -122,6 +122,10 @@ mb_dev_env() {
 	export JWT_ISSUER=${JWT_ISSUER:-$MB_DEFAULT_JWT_ISSUER}
 	export JWT_AUDIENCE=${JWT_AUDIENCE:-$MB_DEFAULT_JWT_AUDIENCE}
 	export KEY_ENCRYPTION_KEY=${KEY_ENCRYPTION_KEY:-$MB_DEFAULT_KEY_ENCRYPTION_KEY}
+	# The service refuses these public development secrets unless MPN_DEMO=1.
+	if [ "$JWT_SECRET" = "$MB_DEFAULT_JWT_SECRET" ] || [ "$KEY_ENCRYPTION_KEY" = "$MB_DEFAULT_KEY_ENCRYPTION_KEY" ]; then
+		export MPN_DEMO=1
+	fi
 }
 
 # mb_test_env : export the test configuration of the service (each value unless already set);
@@ -132,6 +136,10 @@ mb_test_env() {
 	export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
 	export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
 }
+
+# mb_service_url URL : the same database as the superuser URL URL, as the service's own role
+# (sql/006_service_role.sql: rows only, no DDL, no superuser).
+mb_service_url() { printf '%s\n' "${1/:\/\/postgres@/://mpn_service@}"; }
 
 # --- small utilities ------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ log "seed-demo"
 # --- service --------------------------------------------------------------------------------
 port_free "$PORT" || die "port $PORT is taken: PORT=8081 $0"
 log "serving on http://localhost:$PORT"
-"$BIN" serve &
+DATABASE_URL=$(mb_service_url "$DATABASE_URL") "$BIN" serve &
 SVC_PID=$!
 wait_http "http://127.0.0.1:$PORT/healthz" 30 "$SVC_PID" || die "the service did not come up on port $PORT"
 

@@ -105,7 +105,11 @@ pass "migrate x2 + seed-demo x2"
 SVC_PORT=$(free_port)
 SVC_LOG=$LOGDIR/service.log
 log "service on 127.0.0.1:$SVC_PORT"
-PORT=$SVC_PORT "$BIN" serve >"$SVC_LOG" 2>&1 &
+# The service runs as its own database role (sql/006_service_role.sql); the tests' own checks
+# and the migrations use the superuser of DATABASE_URL.
+MB_SERVICE_DATABASE_URL=$(mb_service_url "$DATABASE_URL")
+export MB_SERVICE_DATABASE_URL
+DATABASE_URL=$MB_SERVICE_DATABASE_URL PORT=$SVC_PORT "$BIN" serve >"$SVC_LOG" 2>&1 &
 SVC_PID=$!
 wait_http "http://127.0.0.1:$SVC_PORT/healthz" 30 "$SVC_PID" || {
 	tail -n 40 "$SVC_LOG" >&2

@@ -137,6 +137,38 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* The development secrets of scripts/lib.sh: public, so never for a real service. */
+static const char *const dev_secrets[] = {"dev-secret-change-me-0123456789abcdef", DEMO_KEK};
+
+int mb_config_check_secrets(const mb_config *cfg, char *err, size_t errlen)
+{
+    const char *demo = getenv("MPN_DEMO");
+    if (demo != NULL && strcmp(demo, "1") == 0)
+        return 0;
+    const struct {
+        const char *name, *value;
+    } secrets[] = {{"JWT_SECRET", getenv("JWT_SECRET")}, {"KEY_ENCRYPTION_KEY", cfg->kek}};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++) {
+        const char *v = secrets[i].value;
+        if (v == NULL || *v == '\0')
+            continue; /* not in use (mb_config_load requires what is needed) */
+        for (size_t d = 0; d < sizeof(dev_secrets) / sizeof(dev_secrets[0]); d++)
+            if (strcmp(v, dev_secrets[d]) == 0) {
+                snprintf(err, errlen,
+                         "%s is a development value from scripts/lib.sh; set a secret of your "
+                         "own (32 bytes or more), or MPN_DEMO=1 on a laptop",
+                         secrets[i].name);
+                return -1;
+            }
+        if (strlen(v) < 32) {
+            snprintf(err, errlen, "%s is shorter than 32 bytes (or set MPN_DEMO=1 on a laptop)",
+                     secrets[i].name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void mb_config_free(mb_config *cfg)
 {
     free(cfg->database_url);

@@ -234,6 +234,11 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc;
+    if (strcmp(cmd, "serve") == 0 && mb_config_check_secrets(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "mpn-benefits: configuration: %s\n", err);
+        mb_config_free(&cfg);
+        return 2;
+    }
     if (strcmp(cmd, "serve") == 0) {
         y_init_logs("mpn-benefits", Y_LOG_MODE_CONSOLE, Y_LOG_LEVEL_INFO, NULL, "starting");
         if (cfg.kek_is_demo)

@@ -37,7 +37,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
      * does not document. */
     const char *key =
         strcmp(c->req->http_verb, "POST") == 0 ? mb_header(c, "Idempotency-Key") : NULL;
-    char scope[140];
+    char scope[192];
     char *hex = NULL;
     if (key != NULL && !idempotency_key_ok(key)) {
         mb_reply_problem(c, MB_E_VALIDATION,
@@ -50,8 +50,10 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
         return;
     }
     if (key != NULL) {
+        /* The caller's own: partner and subject. A colleague who sends the same key never
+         * gets this caller's answer (nor learns it was made). */
         if (c->who.tid[0] != '\0')
-            snprintf(scope, sizeof(scope), "%s", c->who.tid);
+            snprintf(scope, sizeof(scope), "%s:%s", c->who.tid, c->who.sub);
         else
             snprintf(scope, sizeof(scope), "op:%s", c->who.sub);
         /* The hash covers the method, the path and the body; a JSON body is

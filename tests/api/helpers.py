@@ -481,6 +481,8 @@ def spawn_server(port: int | None = None, env_overrides: dict | None = None,
     port = port or free_port()
     e = dict(os.environ)
     e["PORT"] = str(port)
+    # as the service's own database role (scripts/test.sh), like the main service
+    e["DATABASE_URL"] = os.environ.get("MB_SERVICE_DATABASE_URL", e.get("DATABASE_URL", ""))
     for k, v in (env_overrides or {}).items():
         if v is None:
             e.pop(k, None)

@@ -89,7 +89,7 @@ def test_two_requests_with_one_key_at_the_same_moment_buy_once():
     """The second request arrives while the first is still in its transaction: it waits on the
     first one's claim of the key, then answers the first one's answer."""
     p = fresh_partner()
-    c1, c2, k = p.client("ga"), p.client("aa"), key()
+    c1, c2, k = p.client("ga"), p.client("ga"), key()  # one caller, two connections
     answers = {}
 
     def send(name, c):
@@ -203,13 +203,13 @@ def test_keys_are_kept_24_hours():
                    headers={"Idempotency-Key": k})
     assert first.status_code == 201
     db_exec("UPDATE idempotency_keys SET created_at = now() - interval '23 hours' "
-            "WHERE scope = %s AND key = %s", p.id, k)
+            "WHERE scope LIKE %s AND key = %s", p.id + ":%", k)
     again = c.post(purchases(p.id), json={"package_id": ACTION_PACK},
                    headers={"Idempotency-Key": k})
     assert again.status_code == 201 and again.json() == first.json()
     # past 24 hours the key is forgotten: the request runs again (and the package is held)
     db_exec("UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
-            "WHERE scope = %s AND key = %s", p.id, k)
+            "WHERE scope LIKE %s AND key = %s", p.id + ":%", k)
     assert_problem(c.post(purchases(p.id), json={"package_id": ACTION_PACK},
                           headers={"Idempotency-Key": k}), 409, "already-purchased")
     assert count_purchases(p.id) == 1
@@ -238,3 +238,24 @@ def test_a_bad_idempotency_key_is_422():
                headers={"Idempotency-Key": "x" * 201})
     assert_problem(r, 422, "validation-failed")
     assert count_purchases(p.id) == 0
+
+
+def test_a_colleague_with_the_same_key_gets_no_stored_answer():
+    """Keys are the caller's own (partner and subject): another user of the same partner who
+    sends the same key and body is a new request, never a replay of the first answer."""
+    p = fresh_partner()
+    k = key()
+    first = p.client("ga").post(purchases(p.id), json={"package_id": SILVER},
+                                headers={"Idempotency-Key": k})
+    assert first.status_code == 201, first.text
+    other = p.client("aa").post(purchases(p.id), json={"package_id": SILVER},
+                                headers={"Idempotency-Key": k})
+    assert "Idempotent-Replayed" not in other.headers
+    assert_problem(other, 409, "already-purchased")
+    # a user with no role at all gets the role check, not the stored answer
+    emp = p.client("emp").post(purchases(p.id), json={"package_id": SILVER},
+                                    headers={"Idempotency-Key": k})
+    assert "Idempotent-Replayed" not in emp.headers
+    assert_problem(emp, 403, "forbidden-role")
+    assert db_val("SELECT count(*) FROM purchases WHERE partner_id = %s AND package_id = %s",
+                  p.id, SILVER) == 1

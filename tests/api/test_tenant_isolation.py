@@ -151,7 +151,7 @@ SNAPSHOT = {
     "audit_events": "SELECT jsonb_build_array(count(*), max(id)) FROM audit_events "
                     "WHERE partner_id = %(p)s",
     "idempotency_keys": "SELECT jsonb_build_array(count(*)) FROM idempotency_keys "
-                        "WHERE scope = %(p)s",
+                        "WHERE scope LIKE %(p)s || ':%%'",
 }
 
 
