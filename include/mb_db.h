@@ -38,5 +38,9 @@ void mb_db_release(mb_db *db);
 
 /* Probe for /readyz. */
 bool mb_db_ping(void);
+/* The answer of a ping at most a second old (one ping a second whatever the
+ * number of callers): for /readyz. */
+bool mb_db_ready(void);
+unsigned long long mb_db_ready_checks(void); /* pings mb_db_ready made */
 
 #endif

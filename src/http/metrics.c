@@ -132,6 +132,11 @@ char *mb_metrics_text(size_t *len)
         "# TYPE mpn_http_connections_timed_out_total counter\n"
         "mpn_http_connections_timed_out_total %ld\n",
         fs.active, fs.parked, fs.refused, fs.timed_out);
+    put(&s,
+        "# HELP mpn_readyz_checks_total Database pings made for /readyz (at most one a "
+        "second).\n"
+        "# TYPE mpn_readyz_checks_total counter\nmpn_readyz_checks_total %llu\n",
+        mb_db_ready_checks());
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);

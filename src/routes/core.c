@@ -17,7 +17,7 @@ static void healthz(mb_ctx *c)
 
 static void readyz(mb_ctx *c)
 {
-    if (mb_db_ping())
+    if (mb_db_ready())
         mb_reply_json(c, 200, "{\"status\":\"ok\"}", 15);
     else
         mb_reply_err(c, MB_E_UNAVAILABLE);

@@ -56,7 +56,8 @@ def as_service():
     c.close()
 
 
-def test_the_service_runs_as_its_own_role():
+def test_the_service_runs_as_its_own_role(ga):
+    assert ga.get("/v1/me").status_code == 200  # the pool has connected
     users = db_val("SELECT array_agg(DISTINCT usename::text) FROM pg_stat_activity "
                    "WHERE application_name = 'mpn-benefits' AND datname = current_database()")
     assert users == ["mpn_service"], users
@@ -81,3 +82,39 @@ def test_the_service_role_reads_and_writes_rows_and_logs_no_bind_values(as_servi
     as_service.execute("UPDATE partners SET name = name WHERE false")
     as_service.execute("SHOW log_parameter_max_length")
     assert as_service.fetchone()[0] == "0"
+
+
+def test_readyz_pings_the_database_at_most_once_a_second():
+    """/readyz answers from a check at most 1 s old: a flood of probes makes one ping a
+    second, not one each (and takes no pool connection per probe)."""
+    import threading
+    import time
+
+    import requests
+
+    def checks(srv):
+        for line in requests.get(srv.url + "/metrics", timeout=5).text.splitlines():
+            if line.startswith("mpn_readyz_checks_total "):
+                return int(line.split()[1])
+        raise AssertionError("no mpn_readyz_checks_total")
+
+    with spawn_server(env_overrides={"DB_POOL_SIZE": 1}) as srv:
+        before = checks(srv)
+        statuses = []
+
+        def probe():
+            s = requests.Session()
+            for _ in range(50):
+                statuses.append(s.get(srv.url + "/readyz", timeout=5).status_code)
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=probe) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        made = checks(srv) - before
+        print(f"\n{len(statuses)} /readyz in {elapsed:.2f}s: {made} database pings")
+        assert statuses.count(200) == 400, set(statuses)
+        assert 1 <= made <= int(elapsed) + 2, (made, elapsed)
