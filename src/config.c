@@ -89,6 +89,18 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         return -1;
     }
     cfg->max_body = (size_t)body_kb * 1024;
+    const char *log_format = getenv("LOG_FORMAT");
+    if (log_format != NULL && *log_format != '\0' && strcmp(log_format, "text") != 0 &&
+        strcmp(log_format, "json") != 0) {
+        snprintf(err, errlen, "LOG_FORMAT must be text or json");
+        return -1;
+    }
+    cfg->log_json = log_format != NULL && strcmp(log_format, "json") == 0;
+    if (env_int("HTTP_MAX_CONNECTIONS_PER_CLIENT", (cfg->max_connections + 3) / 4, 1, 65536,
+                &cfg->max_connections_per_client) != 0) {
+        snprintf(err, errlen, "HTTP_MAX_CONNECTIONS_PER_CLIENT out of range");
+        return -1;
+    }
     cfg->database_url = env_dup("DATABASE_URL", "postgresql:///mpn");
     cfg->jwt_issuer = env_dup("JWT_ISSUER", "https://login.mpn.example");
     cfg->jwt_audience = env_dup("JWT_AUDIENCE", "mpn-benefits");

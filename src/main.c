@@ -12,6 +12,7 @@
 #include "mb_config.h"
 #include "mb_db.h"
 #include "mb_http.h"
+#include "mb_log.h"
 
 static void usage(void)
 {
@@ -240,7 +241,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (strcmp(cmd, "serve") == 0) {
-        y_init_logs("mpn-benefits", Y_LOG_MODE_CONSOLE, Y_LOG_LEVEL_INFO, NULL, "starting");
+        mb_log_init(cfg.log_json, "starting");
         if (cfg.kek_is_demo)
             y_log_message(Y_LOG_LEVEL_WARNING, "running on the demo KEY_ENCRYPTION_KEY");
         if (mb_pool_init(cfg.database_url, cfg.pool_size) != 0) {

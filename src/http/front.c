@@ -63,6 +63,78 @@ static struct {
 } F;
 
 static atomic_int active; /* connections libmicrohttpd serves now */
+
+/* Connections served per client address, so that one client (a scraper, a
+ * runaway integration) cannot take every thread: HTTP_MAX_CONNECTIONS_PER_CLIENT.
+ * Added to by the front, taken from by libmicrohttpd's daemon thread. */
+#define CLIENT_BUCKETS 4096
+typedef struct client {
+    struct client *next;
+    unsigned char addr[16]; /* IPv6, or IPv4-mapped */
+    int served;
+} client;
+static client *clients[CLIENT_BUCKETS];
+static pthread_mutex_t clients_mu = PTHREAD_MUTEX_INITIALIZER;
+static int per_client_cap;
+
+static void addr_key(const struct sockaddr *sa, unsigned char out[16])
+{
+    memset(out, 0, 16);
+    if (sa != NULL && sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    } else if (sa != NULL && sa->sa_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    }
+}
+
+static client **client_slot(const unsigned char key[16])
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 16777619u;
+    client **pp = &clients[h % CLIENT_BUCKETS];
+    while (*pp != NULL && memcmp((*pp)->addr, key, 16) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Counts one more served connection of sa unless it has per_client_cap. */
+static bool client_take(const struct sockaddr *sa)
+{
+    unsigned char key[16];
+    addr_key(sa, key);
+    bool ok = false;
+    pthread_mutex_lock(&clients_mu);
+    client **pp = client_slot(key);
+    if (*pp == NULL) {
+        client *n = calloc(1, sizeof(*n));
+        if (n != NULL) {
+            memcpy(n->addr, key, 16);
+            *pp = n;
+        }
+    }
+    if (*pp != NULL && (*pp)->served < per_client_cap) {
+        (*pp)->served++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&clients_mu);
+    return ok;
+}
+
+static void client_give(const struct sockaddr *sa)
+{
+    unsigned char key[16];
+    addr_key(sa, key);
+    pthread_mutex_lock(&clients_mu);
+    client **pp = client_slot(key);
+    client *c = *pp;
+    if (c != NULL && --c->served <= 0) {
+        *pp = c->next;
+        free(c);
+    }
+    pthread_mutex_unlock(&clients_mu);
+}
 static atomic_long refused;
 static atomic_long timed_out;
 
@@ -83,10 +155,13 @@ void mb_front_notify(void *cls, struct MHD_Connection *connection, void **socket
                      enum MHD_ConnectionNotificationCode toe)
 {
     (void)cls;
-    (void)connection;
     (void)socket_context;
-    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-        atomic_fetch_sub(&active, 1);
+    if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    client_give(ci != NULL ? ci->client_addr : NULL);
+    atomic_fetch_sub(&active, 1);
 }
 
 void mb_front_stats(mb_front_stats_t *out)
@@ -113,24 +188,26 @@ static void drop(parked *p)
 }
 
 /* The whole 503: small enough for any socket buffer, so one send. */
-static void refuse(parked *p)
+static void refuse(parked *p, const char *detail)
 {
     static _Thread_local uint64_t seq;
     static _Thread_local uint32_t salt;
     if (salt == 0 && getrandom(&salt, sizeof(salt), 0) != (ssize_t)sizeof(salt))
         salt = (uint32_t)time(NULL) | 1u;
     seq++;
-    static const char body[] =
-        "{\"type\":\"https://mpn-benefits.example/problems/unavailable\",\"title\":\"Service "
-        "unavailable\",\"status\":503,\"detail\":\"This instance is serving as many connections "
-        "as it may (HTTP_MAX_CONNECTIONS); retry shortly.\",\"code\":\"unavailable\"}";
-    char msg[768];
+    char body[512];
+    int bl = snprintf(body, sizeof(body),
+                      "{\"type\":\"https://mpn-benefits.example/problems/unavailable\",\"title\":"
+                      "\"Service unavailable\",\"status\":503,\"detail\":\"%s\",\"code\":"
+                      "\"unavailable\"}",
+                      detail);
+    char msg[1024];
     int n =
         snprintf(msg, sizeof(msg),
                  "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/problem+json\r\n"
-                 "Content-Length: %zu\r\nRetry-After: 1\r\nConnection: close\r\n"
+                 "Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n"
                  "X-Request-Id: %08x-0000-4000-8000-%012llx\r\n\r\n%s",
-                 sizeof(body) - 1, salt, (unsigned long long)(seq & 0xffffffffffffull), body);
+                 bl, salt, (unsigned long long)(seq & 0xffffffffffffull), body);
     /* The head was only peeked: read it now, so that closing does not reset
      * the connection before the client reads the answer. */
     char sink[4096];
@@ -149,7 +226,13 @@ static void refuse(parked *p)
 static void hand_over(parked *p)
 {
     if (atomic_load(&active) >= F.cap) {
-        refuse(p);
+        refuse(p, "This instance is serving as many connections as it may "
+                  "(HTTP_MAX_CONNECTIONS); retry shortly.");
+        return;
+    }
+    if (!client_take((const struct sockaddr *)&p->addr)) {
+        refuse(p, "This client has as many connections served as it may "
+                  "(HTTP_MAX_CONNECTIONS_PER_CLIENT); reuse them, or retry shortly.");
         return;
     }
     epoll_ctl(F.epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
@@ -158,8 +241,10 @@ static void hand_over(parked *p)
      * closes fd itself when it refuses it. */
     atomic_fetch_add(&active, 1);
     if (MHD_add_connection(F.daemon, p->fd, (const struct sockaddr *)&p->addr, p->addr_len) !=
-        MHD_YES)
+        MHD_YES) {
+        client_give((const struct sockaddr *)&p->addr);
         atomic_fetch_sub(&active, 1);
+    }
     free(p);
 }
 
@@ -291,8 +376,10 @@ static void *front_loop(void *arg)
     return NULL;
 }
 
-int mb_front_start(struct MHD_Daemon *daemon, int listen_fd, int cap, unsigned head_timeout_s)
+int mb_front_start(struct MHD_Daemon *daemon, int listen_fd, int cap, int per_client,
+                   unsigned head_timeout_s)
 {
+    per_client_cap = per_client;
     F.daemon = daemon;
     F.listen_fd = listen_fd;
     F.cap = cap;

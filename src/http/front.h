@@ -14,8 +14,10 @@ typedef struct {
     long timed_out; /* parked connections closed for sending no whole head */
 } mb_front_stats_t;
 
-/* Starts the front thread on listen_fd; cap is HTTP_MAX_CONNECTIONS. */
-int mb_front_start(struct MHD_Daemon *daemon, int listen_fd, int cap, unsigned head_timeout_s);
+/* Starts the front thread on listen_fd; cap is HTTP_MAX_CONNECTIONS, per_client
+ * HTTP_MAX_CONNECTIONS_PER_CLIENT. */
+int mb_front_start(struct MHD_Daemon *daemon, int listen_fd, int cap, int per_client,
+                   unsigned head_timeout_s);
 /* Stops accepting, closes the parked connections, joins the thread. */
 void mb_front_stop(void);
 /* libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION: counts the connections it serves. */

@@ -23,6 +23,7 @@
 
 #include "front.h"
 #include "http_internal.h"
+#include "mb_log.h"
 #include "mb_metrics.h"
 #include "mb_token_cache.h"
 
@@ -153,7 +154,7 @@ static void cors(mb_ctx *c)
     mb_set_header(c, "Access-Control-Allow-Origin", origin);
     mb_set_header(c, "Vary", "Origin");
     mb_set_header(c, "Access-Control-Expose-Headers",
-                  "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed");
+                  "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed, traceparent");
 }
 
 static double now_ms(void)
@@ -161,39 +162,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* The access log line of a request, in Yder's console format. One write(2) of
- * a line built on the stack: Yder's stdio path (localtime, locked stream)
- * cost 5 % of the read endpoints' throughput. Control characters (a token's
- * sub may hold any) become '?', so a line is always one line. */
-static void access_log(bool error, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void access_log(bool error, const char *fmt, ...)
-{
-    static _Thread_local time_t stamp_at;
-    static _Thread_local char stamp[32];
-    time_t now = time(NULL);
-    if (now != stamp_at) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        stamp_at = now;
-    }
-    char line[640];
-    int n = snprintf(line, sizeof(line), "%s - mpn-benefits %s: ", stamp, error ? "ERROR" : "INFO");
-    va_list ap;
-    va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof(line) - 2)
-        len = sizeof(line) - 2;
-    for (size_t i = (size_t)n; i < len; i++)
-        if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f)
-            line[i] = '?';
-    line[len++] = '\n';
-    ssize_t w = write(error ? STDERR_FILENO : STDOUT_FILENO, line, len);
-    (void)w; /* nowhere to report a failing log */
 }
 
 static int dispatch(const struct _u_request *req, struct _u_response *resp, void *unused)
@@ -209,6 +177,9 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
                 .route = "unmatched",
                 .route_idx = -1};
     mb_set_header(&c, "X-Request-Id", rid);
+    mb_trace trace;
+    mb_trace_context(u_map_get_case(req->map_header, "traceparent"), &trace);
+    mb_set_header(&c, "traceparent", trace.header);
     cors(&c);
 
     const char *path = req->url_path ? req->url_path : "/";
@@ -230,7 +201,7 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
             mb_set_header(&c, "Access-Control-Allow-Methods",
                           "GET, POST, PUT, PATCH, DELETE, OPTIONS");
             mb_set_header(&c, "Access-Control-Allow-Headers",
-                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id");
+                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id, traceparent");
             mb_set_header(&c, "Access-Control-Max-Age", "600");
             mb_reply_empty(&c, 204);
         } else {
@@ -285,8 +256,13 @@ done:
         mb_set_header(&c, "Connection", "close");
     double ms = now_ms() - t0;
     mb_metrics_observe(c.route_idx, (int)resp->status, ms);
-    access_log(resp->status >= 500, "request_id=%s method=%s route=%s status=%ld ms=%.2f actor=%s",
-               rid, method, c.route, resp->status, ms, c.who.sub[0] ? c.who.sub : "-");
+    mb_log_access(&(mb_access){.request_id = rid,
+                               .trace_id = trace.trace_id,
+                               .method = method,
+                               .route = c.route,
+                               .actor = c.who.sub[0] ? c.who.sub : "-",
+                               .status = resp->status,
+                               .ms = ms});
     return U_CALLBACK_COMPLETE;
 }
 
@@ -405,7 +381,7 @@ int mb_serve(const mb_config *cfg)
         return 1;
     }
     if (mb_front_start(inst.mhd_daemon, listen_fd, cfg->max_connections,
-                       (unsigned)cfg->header_timeout_s) != 0) {
+                       cfg->max_connections_per_client, (unsigned)cfg->header_timeout_s) != 0) {
         y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the connection front");
         ulfius_stop_framework(&inst);
         ulfius_clean_instance(&inst);

@@ -157,7 +157,8 @@ def test_a_burst_over_the_cap_leaves_the_service_answering(factor):
     once and gives its threads and descriptors back."""
     cap = 32
     raise_nofile(4096)
-    with spawn_server(env_overrides={"HTTP_MAX_CONNECTIONS": cap, "DB_POOL_SIZE": 4}) as srv:
+    with spawn_server(env_overrides={"HTTP_MAX_CONNECTIONS": cap, "DB_POOL_SIZE": 4,
+                                     "HTTP_MAX_CONNECTIONS_PER_CLIENT": cap}) as srv:
         requests.get(srv.url + "/readyz", timeout=5)
         idle = proc_status(srv.proc.pid)
         peak, stop = dict(idle), threading.Event()
@@ -203,7 +204,8 @@ def test_an_answer_over_the_cap_is_a_503_problem_at_once():
     connection), one more gets a complete 503 problem, Retry-After and a close, without
     waiting; when one of them goes, a new connection is served again."""
     cap = 16
-    with spawn_server(env_overrides={"HTTP_MAX_CONNECTIONS": cap}) as srv:
+    with spawn_server(env_overrides={"HTTP_MAX_CONNECTIONS": cap,
+                                     "HTTP_MAX_CONNECTIONS_PER_CLIENT": cap}) as srv:
         held = []
         try:
             for _ in range(cap):
@@ -381,3 +383,29 @@ def test_a_client_that_leaves_mid_head_is_forgotten_at_once():
             assert time.monotonic() < deadline, "closed clients still held after 10 s"
             time.sleep(0.1)
         assert metric(srv, "mpn_http_connections_timed_out_total") == 0
+
+
+def test_one_client_address_gets_at_most_its_share():
+    """HTTP_MAX_CONNECTIONS_PER_CLIENT: one address holding its share gets 503 for one more,
+    while another address is still served."""
+    with spawn_server(env_overrides={"HTTP_MAX_CONNECTIONS": 64,
+                                     "HTTP_MAX_CONNECTIONS_PER_CLIENT": 4}) as srv:
+        held = []
+        try:
+            for _ in range(4):
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_answer(s, time.monotonic() + 10)[0] == 200
+                held.append(s)
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, _, body = read_answer(s, time.monotonic() + 5)
+            assert status == 503 and b"HTTP_MAX_CONNECTIONS_PER_CLIENT" in body, body
+            # another address of the loopback range is its own client
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10,
+                                          source_address=("127.0.0.2", 0)) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_answer(s, time.monotonic() + 5)[0] == 200
+        finally:
+            for s in held:
+                s.close()
