@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mb_auth.h"
 #include "mb_config.h"
@@ -309,6 +310,40 @@ static void test_unknown_field_name_is_cut_between_characters(void)
     json_decref(o);
 }
 
+static void test_pool_default_and_secret_checks(void)
+{
+    mb_config c;
+    char err[256];
+    unsetenv("DB_POOL_SIZE");
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 && c.pool_size == (n > 31 ? 32 : (int)n + 1));
+    mb_config_free(&c);
+    setenv("DB_POOL_SIZE", "5", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 && c.pool_size == 5);
+    mb_config_free(&c);
+    unsetenv("DB_POOL_SIZE");
+    /* serve's secret checks: short or development values only with MPN_DEMO=1 */
+    setenv("KEY_ENCRYPTION_KEY", "0123456789abcdef0123456789abcdef-unit", 1);
+    unsetenv("MPN_DEMO");
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 &&
+          mb_config_check_secrets(&c, err, sizeof(err)) == 0);
+    mb_config_free(&c);
+    setenv("KEY_ENCRYPTION_KEY", "demo-key-encryption-key", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 &&
+          mb_config_check_secrets(&c, err, sizeof(err)) != 0 &&
+          strstr(err, "KEY_ENCRYPTION_KEY is a development value") != NULL);
+    mb_config_free(&c);
+    setenv("MPN_DEMO", "1", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 &&
+          mb_config_check_secrets(&c, err, sizeof(err)) == 0);
+    mb_config_free(&c);
+    unsetenv("MPN_DEMO");
+    setenv("KEY_ENCRYPTION_KEY", "31-bytes-0123456789abcdef012345", 1);
+    CHECK(mb_config_load(&c, err, sizeof(err)) == 0 &&
+          mb_config_check_secrets(&c, err, sizeof(err)) != 0 && strstr(err, "shorter than 32"));
+    mb_config_free(&c);
+}
+
 int main(void)
 {
     setenv("JWT_SECRET", SECRET, 1);
@@ -335,6 +370,7 @@ int main(void)
     test_role_matrix_rows();
     test_refund_rule();
     test_config_requires_secrets();
+    test_pool_default_and_secret_checks();
     mb_config_free(&cfg);
     printf("unit: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
