@@ -22,8 +22,10 @@ typedef struct {
     int max_connections;            /* connections served at once (a thread each) */
     int max_connections_per_client; /* of those, from one client address */
     int idle_timeout_s;
-    bool log_json; /* LOG_FORMAT=json */ /* a served connection with no traffic is closed */
-    int header_timeout_s;                /* a new connection must send a whole head by then */
+    bool log_json;                                                   /* LOG_FORMAT=json */
+    int cache_mb; /* bound of the cache of rendered partner reads */ /* a served connection with no
+                                                                        traffic is closed */
+    int header_timeout_s; /* a new connection must send a whole head by then */
     size_t max_body;
     char *sql_dir;
     int shutdown_grace_s;

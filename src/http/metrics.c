@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "front.h"
+#include "mb_cache.h"
 #include "mb_db.h"
 #include "mb_metrics.h"
 
@@ -137,6 +138,17 @@ char *mb_metrics_text(size_t *len)
         "second).\n"
         "# TYPE mpn_readyz_checks_total counter\nmpn_readyz_checks_total %llu\n",
         mb_db_ready_checks());
+    mb_cache_stats_t cs;
+    mb_cache_stats(&cs);
+    put(&s,
+        "# HELP mpn_cache_answers_total Cacheable partner reads by outcome.\n"
+        "# TYPE mpn_cache_answers_total counter\n"
+        "mpn_cache_answers_total{outcome=\"hit\"} %llu\n"
+        "mpn_cache_answers_total{outcome=\"miss\"} %llu\n"
+        "mpn_cache_answers_total{outcome=\"not_modified\"} %llu\n"
+        "# HELP mpn_cache_bytes Memory of the answers kept (bounded by CACHE_MB).\n"
+        "# TYPE mpn_cache_bytes gauge\nmpn_cache_bytes %zu\n",
+        cs.hits, cs.misses, cs.not_modified, cs.bytes);
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);

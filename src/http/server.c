@@ -23,6 +23,7 @@
 
 #include "front.h"
 #include "http_internal.h"
+#include "mb_cache.h"
 #include "mb_log.h"
 #include "mb_metrics.h"
 #include "mb_token_cache.h"
@@ -201,7 +202,8 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
             mb_set_header(&c, "Access-Control-Allow-Methods",
                           "GET, POST, PUT, PATCH, DELETE, OPTIONS");
             mb_set_header(&c, "Access-Control-Allow-Headers",
-                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id, traceparent");
+                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id, "
+                          "traceparent");
             mb_set_header(&c, "Access-Control-Max-Age", "600");
             mb_reply_empty(&c, 204);
         } else {
@@ -245,10 +247,15 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
             goto done;
         }
     }
-    if (r->flags & MB_R_TX)
+    if (r->flags & MB_R_TX) {
         mb_run_tx(&c, r);
-    else
-        r->handler(&c);
+    } else {
+        mb_cache_req cq;
+        if (!mb_cache_before(&c, &cq)) {
+            r->handler(&c);
+            mb_cache_after(&c, &cq);
+        }
+    }
 
 done:
     mb_db_release(&c.db);
@@ -326,6 +333,7 @@ int mb_serve(const mb_config *cfg)
     mb_router_init();
     raise_fd_limit();
     mb_token_cache_init();
+    mb_cache_init((size_t)cfg->cache_mb * 1024 * 1024);
 
     sigset_t set;
     sigemptyset(&set);
@@ -412,6 +420,7 @@ int mb_serve(const mb_config *cfg)
     ulfius_stop_framework(&inst);
     ulfius_clean_instance(&inst);
     mb_token_cache_free();
+    mb_cache_free();
     y_log_message(Y_LOG_LEVEL_INFO, "stopped");
     return 0;
 }

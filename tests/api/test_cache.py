@@ -1,0 +1,139 @@
+"""Issue 17: per-partner data versions, ETag/304 and the cache of rendered partner reads, which
+is never stale: whatever replica wrote, by whatever route, or when the clock passes a term."""
+import time
+
+import requests
+
+from fresh_partner import INCIDENTS, VS_ENTERPRISE, WINDOWS_SERVER, fresh_partner
+from helpers import db_all, db_exec, operator_token, spawn_server
+
+
+def metric(url, name):
+    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(name)
+
+
+def test_unchanged_is_304_without_a_body_and_any_change_a_new_etag():
+    p = fresh_partner()
+    c = p.client(None)
+    path = p.path("/benefits")
+    first = c.get(path)
+    assert first.status_code == 200
+    tag = first.headers["ETag"]
+    assert tag.startswith('W/"') and first.headers["Cache-Control"] == "private, no-cache"
+    same = c.get(path, headers={"If-None-Match": tag})
+    assert same.status_code == 304 and same.content == b"" and same.headers["ETag"] == tag
+    r = c.post(p.benefit_path(VS_ENTERPRISE, "/assignments"), json={"user_id": p.users["employee"]})
+    assert r.status_code == 201, r.text
+    after = c.get(path, headers={"If-None-Match": tag})
+    assert after.status_code == 200 and after.headers["ETag"] != tag
+    vs = next(b for b in after.json()["items"] if b["id"] == p.benefits[VS_ENTERPRISE])
+    assert vs["used"] == 1
+
+
+def test_each_role_has_its_own_etag():
+    """Admin agents do not see technical benefits: their answer, and so their ETag, differ, and
+    a Global admin's ETag never gets them a 304 (nor the reverse)."""
+    p = fresh_partner()
+    ga, aa = p.client(None), p.client(None, "admin_agent")
+    g = ga.get(p.path("/benefits"))
+    a = aa.get(p.path("/benefits"))
+    assert g.status_code == a.status_code == 200
+    assert len(g.json()["items"]) > len(a.json()["items"])
+    assert g.headers["ETag"] != a.headers["ETag"]
+    r = aa.get(p.path("/benefits"), headers={"If-None-Match": g.headers["ETag"]})
+    assert r.status_code == 200 and r.json() == a.json()
+
+
+def read_all(c, p):
+    """Every cached read of partner p as c sees it now (status, body)."""
+    out = {}
+    for path in ("", "/benefits", f"/benefits/{p.benefits[VS_ENTERPRISE]}",
+                 f"/benefits/{p.benefits[WINDOWS_SERVER]}", "/users", "/purchases",
+                 f"/purchases/{p.purchase}", "/audit-events"):
+        r = c.get(p.path(path))
+        out[path] = (r.status_code, r.json() if r.content else None)
+    return out
+
+
+def test_a_write_on_one_replica_is_seen_at_once_on_another_that_cached_the_read():
+    """Replica B has every read of the partner in its cache (read twice: the second read is a
+    hit); each write on replica A (or straight in the database) is visible on B's next read."""
+    p = fresh_partner()
+    with spawn_server() as b:
+        cb = p.client(b.url)
+        a = p.client(None).direct
+        writes = [
+            ("seat assigned", lambda: a.post(p.benefit_path(VS_ENTERPRISE, "/assignments"),
+                                             json={"user_id": p.users["employee"]})),
+            ("seat removed", lambda: a.delete(p.benefit_path(
+                VS_ENTERPRISE, f"/assignments/{p.users['employee']}"))),
+            ("user added", lambda: a.post(p.path("/users"), json={
+                "email": f"cache-{p.partner[:8]}@fresh.example", "display_name": "Cache Probe",
+                "roles": []})),
+            ("activation requested", lambda: a.post(p.benefit_path(INCIDENTS, "/activation"))),
+            ("partner renamed in SQL", lambda: db_exec(
+                "UPDATE partners SET name = name || '!' WHERE id = %s", p.partner)),
+            ("product renamed in SQL", lambda: db_exec(
+                "UPDATE products SET name = name || '!' WHERE id = %s", VS_ENTERPRISE)),
+        ]
+        try:
+            for what, write in writes:
+                before = read_all(cb, p)
+                hits = metric(b.url, 'mpn_cache_answers_total{outcome="hit"}')
+                assert read_all(cb, p) == before  # from the cache
+                assert metric(b.url, 'mpn_cache_answers_total{outcome="hit"}') >= hits + 6
+                r = write()
+                if r is not None and hasattr(r, "status_code"):
+                    assert r.status_code < 300, (what, r.status_code, r.text)
+                after = read_all(cb, p)
+                fresh = read_all(p.client(b.url).direct, p)  # same replica, new connection
+                assert after != before, f"{what}: replica B still answers the old reads"
+                assert after == fresh, what
+        finally:
+            db_exec("UPDATE products SET name = rtrim(name, '!') WHERE id = %s", VS_ENTERPRISE)
+
+
+def test_a_term_that_ends_shows_without_any_write():
+    """The clock is part of the version: a benefit whose purchase's term ends while nothing is
+    written shows `expired` on the next read, cached or not."""
+    p = fresh_partner()
+    c = p.client(None).direct
+    db_exec("UPDATE purchases SET term_end = now() + interval '2 seconds' WHERE id = %s",
+            p.purchase)
+    path = p.path(f"/benefits/{p.benefits[VS_ENTERPRISE]}")
+    r = c.get(path)
+    assert r.status_code == 200 and r.json()["status"] != "expired"
+    tag = r.headers["ETag"]
+    assert c.get(path, headers={"If-None-Match": tag}).status_code == 304
+    deadline = time.monotonic() + 10
+    while True:
+        time.sleep(0.5)
+        r = c.get(path, headers={"If-None-Match": tag})
+        if r.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the end of the term never showed"
+    assert r.json()["status"] == "expired" and r.headers["ETag"] != tag
+
+
+def test_the_cache_stays_within_cache_mb():
+    n = 3000
+    ids = db_exec("INSERT INTO partners (mpn_id, name, account_email, membership_location, level) "
+                  "SELECT 8000000000 + g + (random() * 1e6)::bigint * 10000, 'Cache ' || g, "
+                  "'cache-' || g || '@bound.example', 'partner_center', 'member' "
+                  "FROM generate_series(1, %s) g ON CONFLICT DO NOTHING", n)
+    assert ids > n * 0.9
+    pids = [r[0] for r in db_all("SELECT id::text FROM partners WHERE name LIKE 'Cache %%' "
+                                 "ORDER BY id LIMIT %s", n)]
+    op = operator_token()
+    with spawn_server(env_overrides={"CACHE_MB": 1}) as srv:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {op}"
+        for pid in pids:
+            assert s.get(f"{srv.url}/v1/partners/{pid}", timeout=10).status_code == 200
+        kept = metric(srv.url, "mpn_cache_bytes")
+        print(f"\n{len(pids)} partners read: cache {kept / 1024:.0f} kB (bound 1024 kB)")
+        assert 0 < kept <= 1024 * 1024
+    db_exec("DELETE FROM partners WHERE name LIKE 'Cache %%' AND account_email LIKE '%%@bound.example'")
