@@ -396,6 +396,7 @@ def test_two_global_admins_demoting_each_other_at_once_leave_one():
                       "AND datname = current_database()") >= n:
                 return
             time.sleep(0.05)
+        raise AssertionError(f"fewer than {n} requests waited on the users' locks")
 
     ts = [threading.Thread(target=demote, args=(ga, p.users["emp"])),
           threading.Thread(target=demote, args=(second, p.users["ga"]))]
