@@ -833,6 +833,7 @@ class Fuzzer:
                 o[i] = helpers.CONTOSO
             self._owners = o
         w = self.w
+        id_ = id_.lower()  # the service reads ids case-insensitively
         if id_ in self._owners:
             return self._owners[id_]
         if (id_ in w.benefits_a.values() or id_ in w.old_benefits or id_ == w.purchase_a
@@ -850,16 +851,19 @@ class Fuzzer:
         op = req["op"]
         if op.public or req["shape_broken"] or req.get("wrong_method") or not op.routed:
             return None
-        early = {413} if req["kind"] in ("oversize", "chunked") else set()
+        early = {413}  # the body size limit comes before anything else
         tok = req["token"]
         if tok in BAD_TOKENS:
-            return {401} | early, f"token {tok}"
+            # a path parameter the router cannot match (injected quotes, spaces, ...) is the
+            # router's 404 "No such resource.", before authentication (checked in check())
+            router = {404} if req["kind"] in ("injection_path", "bad_path_id") else set()
+            return {401} | early | router, f"token {tok}"
         segs = req.get("segs") or {}
         if tok not in PARTNER_OF or "partnerId" not in segs or not op.path.startswith(
                 "/v1/partners/{partnerId}"):
             return None
         mine = PARTNER_OF[tok](self.w)
-        path_partner = segs["partnerId"]
+        path_partner = segs["partnerId"].lower()
         why = None
         if mine is not None and path_partner != mine:
             why = f"partner {path_partner} in the path, token of {mine}"
@@ -874,8 +878,8 @@ class Fuzzer:
         ok = {404, 422}  # 422: the query or body is invalid on its face, checked first
         if tok not in ALL_ROLES:
             ok.add(403)  # roles are checked before the partner
-        if path_partner == self.w.b and (mine is None or mine == self.w.b):
-            ok.add(409)  # B is in PMC, and the caller may see B: membership-in-pmc
+        if path_partner in (self.w.b, helpers.FABRIKAM) and mine in (None, path_partner):
+            ok.add(409)  # a PMC partner the caller may see: membership-in-pmc first
         body_early = {400, 413, 415} if req["kind"] in BODY_BROKEN else set()
         return ok | early | body_early, why
 
@@ -896,13 +900,17 @@ class Fuzzer:
             return
         strict = self.strict_status(req)
         if strict is not None:
-            code = None
+            code = detail = None
             if st_ in (403, 404, 409, 422) and r.headers.get("Content-Type", "").startswith(
                     "application/problem+json"):
                 try:
-                    code = r.json().get("code")
+                    code, detail = r.json().get("code"), r.json().get("detail")
                 except ValueError:
                     pass
+            if st_ == 404 and req["token"] in BAD_TOKENS and detail != "No such resource.":
+                self.fail(req, r, f"404 {detail!r} for {strict[1]}: only the router's 404 may "
+                                  "come before authentication")
+                return
             want = {403: "forbidden-role", 404: "not-found", 409: "membership-in-pmc",
                     422: "validation-failed"}
             if st_ not in strict[0] or (st_ in want and code != want[st_]):
