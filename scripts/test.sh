@@ -44,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. tools -------------------------------------------------------------------------------
-ensure_packages build db test contract
+ensure_packages build db test contract fuzz
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 
@@ -63,11 +63,14 @@ if [ ! -x "$PRISM" ] || [ ! -x "$SPECTRAL" ]; then die "prism/spectral missing a
 [ -f api/openapi.yaml ] || die "api/openapi.yaml missing"
 
 # --- 2. contract lint -----------------------------------------------------------------------
-if [ -f tests/contract/lint.sh ]; then
-	log "spectral lint"
-	if SPECTRAL=$SPECTRAL bash tests/contract/lint.sh; then pass "spectral lint"; else fail "spectral lint"; fi
+# A missing lint script fails the run: a guard that can vanish silently guards nothing.
+log "spectral lint"
+if [ ! -f tests/contract/lint.sh ]; then
+	fail "spectral lint: tests/contract/lint.sh is missing"
+elif SPECTRAL=$SPECTRAL bash tests/contract/lint.sh; then
+	pass "spectral lint"
 else
-	log "tests/contract/lint.sh not there yet: skipping the spectral lint"
+	fail "spectral lint"
 fi
 
 # --- 3. build + unit tests ------------------------------------------------------------------
@@ -79,7 +82,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$MB_ROOT/tests/lsan.supp:print_suppressions=0
 
 log "ctest"
-if ctest --test-dir build-asan --output-on-failure 2>&1 | tee "$LOGDIR/ctest.log"; then
+# --no-tests=error: a build that registers no unit test must not pass as "0 of 0 failed".
+if ctest --test-dir build-asan --output-on-failure --no-tests=error 2>&1 | tee "$LOGDIR/ctest.log"; then
 	pass "ctest"
 else
 	fail "ctest"
@@ -87,19 +91,83 @@ fi
 CTEST_PASSED=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2 \1/p' "$LOGDIR/ctest.log" | awk '{print $1-$2}' | tail -n1)
 CTEST_FAILED=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of.*/\1/p' "$LOGDIR/ctest.log" | tail -n1)
 
+# --- 3b. libFuzzer harnesses, a few seconds each ---------------------------------------------
+# The long runs are scripts/fuzz.sh; here each tests/fuzz/fuzz_*.c harness (clang, build-fuzz,
+# -DFUZZ=ON) runs LIBFUZZER_SECONDS from its seed corpus, two at a time, and must end without
+# a crash, a leak or a sanitizer report, after a positive number of executions.
+LIBFUZZER_SECONDS=${LIBFUZZER_SECONDS:-4}
+log "libFuzzer harnesses (${LIBFUZZER_SECONDS}s each)"
+if ! CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DCMAKE_BUILD_TYPE=Debug >"$LOGDIR/build-fuzz.log" 2>&1 ||
+	! cmake --build build-fuzz --target fuzzers -j "$(nproc 2>/dev/null || echo 2)" >>"$LOGDIR/build-fuzz.log" 2>&1; then
+	tail -n 30 "$LOGDIR/build-fuzz.log" >&2
+	fail "building the libFuzzer harnesses"
+else
+	HARNESSES=$(find tests/fuzz -maxdepth 1 -name 'fuzz_*.c' -printf '%f\n' | sed 's/\.c$//' | sort)
+	[ -n "$HARNESSES" ] || fail "no libFuzzer harness in tests/fuzz"
+	declare -A FZ_PIDS=()
+	for h in $HARNESSES; do
+		while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
+		mkdir -p build-fuzz/ci-artifacts
+		dict=()
+		case $h in
+		fuzz_auth_claims) dict=(-dict=tests/fuzz/dict/jwt_claims.dict) ;;
+		fuzz_auth_header) dict=(-dict=tests/fuzz/dict/jwt_header.dict) ;;
+		esac
+		# A fresh work corpus each run (seeded from the committed one): the same inputs each
+		# time, new finds thrown away.
+		rm -rf "build-fuzz/ci-corpus/$h" && mkdir -p "build-fuzz/ci-corpus/$h"
+		"build-fuzz/$h" "${dict[@]}" -max_total_time="$LIBFUZZER_SECONDS" -timeout=10 -max_len=16384 \
+			-print_final_stats=1 -artifact_prefix="build-fuzz/ci-artifacts/$h-" \
+			"build-fuzz/ci-corpus/$h" "tests/fuzz/corpus/$h" >"$LOGDIR/libfuzzer-$h.log" 2>&1 &
+		FZ_PIDS[$h]=$!
+	done
+	for h in $HARNESSES; do
+		rc=0
+		wait "${FZ_PIDS[$h]}" || rc=$?
+		execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$LOGDIR/libfuzzer-$h.log" | tail -n1)
+		if [ "$rc" = 0 ] && [ "${execs:-0}" -gt 0 ]; then
+			pass "libFuzzer $h: $execs executions"
+		else
+			fail "libFuzzer $h (exit $rc, ${execs:-no} executions; log $LOGDIR/libfuzzer-$h.log)"
+			grep -E -m1 -A30 'ERROR: |runtime error:|deadly signal' "$LOGDIR/libfuzzer-$h.log" >&2 ||
+				tail -n 20 "$LOGDIR/libfuzzer-$h.log" >&2
+		fi
+	done
+fi
+
 # --- 4. database ----------------------------------------------------------------------------
 pg_temp_start
 mb_test_env
 
-# The subcommands run under the sanitizers too: a leak or UB there fails the step.
-for step in migrate migrate seed-demo seed-demo; do
-	log "mpn-benefits $step"
-	"$BIN" "$step" >>"$LOGDIR/setup.log" 2>&1 || {
-		tail -n 40 "$LOGDIR/setup.log" >&2
-		die "mpn-benefits $step failed (log: $LOGDIR/setup.log)"
-	}
+# db_dump FILE : schema and data of the test database, lines sorted (a row rewritten with the
+# same values may move in the heap: the order of COPY lines is no difference), without
+# pg_dump's per-dump random \restrict key.
+db_dump() {
+	"$PG_BIN/pg_dump" -h "$PG_SOCK" -p "$PG_PORT" -U postgres -d mpn --no-owner --no-privileges \
+		--no-comments 2>>"$LOGDIR/setup.log" | grep -E -v '^--|^\\(un)?restrict ' | LC_ALL=C sort >"$1" ||
+		die "pg_dump failed (log: $LOGDIR/setup.log)"
+	[ -s "$1" ] || die "pg_dump wrote nothing"
+}
+
+# The subcommands run under the sanitizers too: a leak or UB there fails the step. Each runs
+# twice, and the second run must leave schema and data exactly as the first left them.
+setup_ok=1
+for step in migrate seed-demo; do
+	for run in 1 2; do
+		log "mpn-benefits $step ($run)"
+		"$BIN" "$step" >>"$LOGDIR/setup.log" 2>&1 || {
+			tail -n 40 "$LOGDIR/setup.log" >&2
+			die "mpn-benefits $step failed (log: $LOGDIR/setup.log)"
+		}
+		db_dump "$LOGDIR/dump-$step-$run.sql"
+	done
+	if ! diff -u "$LOGDIR/dump-$step-1.sql" "$LOGDIR/dump-$step-2.sql" >"$LOGDIR/dump-$step.diff"; then
+		setup_ok=0
+		fail "mpn-benefits $step is not idempotent: a second run changed the database"
+		head -n 40 "$LOGDIR/dump-$step.diff" >&2
+	fi
 done
-pass "migrate x2 + seed-demo x2"
+[ "$setup_ok" = 1 ] && pass "migrate x2 + seed-demo x2 (second runs change nothing)"
 
 # --- 5. service + Prism ---------------------------------------------------------------------
 SVC_PORT=$(free_port)

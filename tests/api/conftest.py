@@ -36,7 +36,11 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    helpers.kill_spawned()
+    problems = helpers.kill_spawned()
+    if problems:
+        print("\nspawned servers left running at the end:\n  " + "\n  ".join(problems),
+              file=sys.stderr)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")

@@ -263,8 +263,11 @@ def _check_sl_violations(r: requests.Response) -> None:
         return
     try:
         items = json.loads(raw)
-    except ValueError:
-        return
+        assert isinstance(items, list) and all(isinstance(v, dict) for v in items)
+    except (ValueError, AssertionError):
+        # A header we cannot read may hide a response violation: fail, never ignore it.
+        raise ContractViolation(f"{r.request.method} {r.request.path_url} -> {r.status_code}: "
+                                f"unparsable sl-violations header from Prism: {raw[:500]!r}")
     bad = [v for v in items if (v.get("location") or [""])[0] == "response"]
     if bad:
         lines = "\n".join(f"  {'.'.join(map(str, v.get('location', [])))}: {v.get('message')}"
@@ -505,8 +508,66 @@ def spawn_server(port: int | None = None, env_overrides: dict | None = None,
     return server
 
 
-def kill_spawned() -> None:
-    """Safety net for the end of the session: kill servers a test forgot to stop."""
+def kill_spawned() -> list[str]:
+    """Safety net for the end of the session: stop servers a test forgot to stop with SIGTERM
+    (so that LeakSanitizer runs and writes its report to the log test.sh scans), SIGKILL only
+    those that ignore it. Returns what went wrong (exit status, SIGKILL), one line each."""
+    problems = []
     for s in _spawned:
-        s.kill()
+        if s.proc.poll() is not None:
+            continue
+        s.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = s.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            s.kill()
+            problems.append(f"server on port {s.port} ignored SIGTERM: killed ({s.log_path})")
+            continue
+        if rc != 0:
+            problems.append(f"server on port {s.port} exited {rc} on SIGTERM ({s.log_path})")
     _spawned.clear()
+    return problems
+
+
+# --- a partner's rows, to compare before and after a request (issue 20) ---------------------
+
+PARTNER_SNAPSHOT = {
+    "partner": "SELECT to_jsonb(p) FROM partners p WHERE id = %(p)s",
+    "competencies": "SELECT to_jsonb(c) FROM partner_competencies c WHERE partner_id = %(p)s "
+                    "ORDER BY area",
+    "users": "SELECT to_jsonb(u) FROM users u WHERE partner_id = %(p)s ORDER BY id",
+    "purchases": "SELECT to_jsonb(x) FROM purchases x WHERE partner_id = %(p)s ORDER BY id",
+    "benefits": "SELECT to_jsonb(b) FROM benefits b WHERE partner_id = %(p)s ORDER BY id",
+    "seat_assignments": "SELECT to_jsonb(s) FROM seat_assignments s WHERE benefit_id IN "
+                        "(SELECT id FROM benefits WHERE partner_id = %(p)s) OR user_id IN "
+                        "(SELECT id FROM users WHERE partner_id = %(p)s) "
+                        "ORDER BY benefit_id, user_id",
+    "activations": "SELECT to_jsonb(a) FROM activations a WHERE partner_id = %(p)s OR benefit_id "
+                   "IN (SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
+    "marketing_contacts": "SELECT to_jsonb(m) FROM marketing_contacts m "
+                          "WHERE partner_id = %(p)s",
+    "support_requests": "SELECT to_jsonb(s) FROM support_requests s WHERE partner_id = %(p)s "
+                        "OR benefit_id IN (SELECT id FROM benefits WHERE partner_id = %(p)s) "
+                        "ORDER BY id",
+    "license_keys": "SELECT to_jsonb(k) FROM license_keys k WHERE benefit_id IN "
+                    "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
+    "key_reveals": "SELECT to_jsonb(k) FROM key_reveals k WHERE benefit_id IN "
+                   "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
+    "audit_events": "SELECT jsonb_build_array(count(*), max(id)) FROM audit_events "
+                    "WHERE partner_id = %(p)s",
+    "idempotency_keys": "SELECT jsonb_build_array(count(*)) FROM idempotency_keys "
+                        "WHERE scope LIKE %(p)s || ':%%'",
+}
+
+
+def partner_snapshot(partner: str) -> dict:
+    """Every row of `partner` in every table that holds partner data (a dict of lists of
+    JSON rows): equal snapshots before and after a request mean it wrote nothing there."""
+    return {name: [r[0] for r in db_all(sql.replace("%(p)s", "%s"),
+                                        *([partner] * sql.count("%(p)s")))]
+            for name, sql in PARTNER_SNAPSHOT.items()}
+
+
+def snapshot_diff(before: dict, after: dict) -> list[str]:
+    """The tables whose rows differ between two snapshots."""
+    return [k for k in before if before[k] != after.get(k)]

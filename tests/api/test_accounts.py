@@ -227,10 +227,15 @@ def test_other_roles_cannot_add_change_or_remove_users(who):
     assert_problem(c.post(users_url(p.id), json=body), 403, "forbidden-role")
     assert db_val("SELECT count(*) FROM users WHERE email = %s", body["email"]) == 0
     target = p.users["emp"]
+    row = "SELECT to_jsonb(u) FROM users u WHERE id = %s"
+    before = db_val(row, target)
+    assert before is not None
     assert_problem(c.patch(users_url(p.id, target), json={"display_name": "X"}), 403,
                    "forbidden-role")
+    assert db_val(row, target) == before, "a refused PATCH changed the user"
     assert_problem(c.delete(users_url(p.id, target)), 403, "forbidden-role")
-    assert db_val("SELECT display_name FROM users WHERE id = %s", target) != "X"
+    # still there, every column as it was (a deleted row would pass a `!= "X"` check)
+    assert db_val(row, target) == before, "a refused DELETE removed or changed the user"
 
 
 def test_read_roles_list_users_and_employee_cannot(op):
@@ -391,6 +396,7 @@ def test_two_global_admins_demoting_each_other_at_once_leave_one():
                       "AND datname = current_database()") >= n:
                 return
             time.sleep(0.05)
+        raise AssertionError(f"fewer than {n} requests waited on the users' locks")
 
     ts = [threading.Thread(target=demote, args=(ga, p.users["emp"])),
           threading.Thread(target=demote, args=(second, p.users["ga"]))]

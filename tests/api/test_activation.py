@@ -1,5 +1,6 @@
 """Technical benefits (R8): activation as a long-running operation processed by the operator,
 Access ID and Contract ID, support requests that use up the benefit, roles and PMC (R1)."""
+import os
 import re
 import uuid
 
@@ -301,37 +302,82 @@ def test_support_requests_on_a_non_technical_benefit_are_422(base):
     assert_problem(ga.get(path), 422, "validation-failed")
 
 
-def test_concurrent_support_requests_never_exceed_the_incidents(base, op):
-    from concurrent.futures import ThreadPoolExecutor
-    f = active_technical(base, op, INCIDENTS, quantity=3)
-    path = f.benefit_path(INCIDENTS, "/support-requests")
+def _race(calls, lock_sql, lock_arg):
+    """Forces a race: holds a row lock (lock_sql) that every request needs, releases the
+    requests together from a barrier, waits until as many as the service's pool can hold are
+    WAITING on that lock in PostgreSQL, then lets go. Returns the answers, in call order."""
+    import threading
+    import time
+    from helpers import db_connect
+    barrier = threading.Barrier(len(calls))
+    answers = [None] * len(calls)
 
-    def one(_):
-        c = f.client(base)
+    def one(i):
+        c, method, path, body = calls[i]
         try:
-            return c.post(path, json={"type": "on_premises"}).status_code
+            barrier.wait(timeout=30)
+            answers[i] = c.request(method, path, json=body, timeout=60)
         finally:
             c.close()
-    with ThreadPoolExecutor(8) as pool:
-        codes = sorted(pool.map(one, range(8)))
-    assert codes == [201] * 3 + [409] * 5
+
+    def waiters():
+        return db_val("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                      "AND application_name = 'mpn-benefits' AND datname = current_database()")
+
+    want = min(len(calls), int(os.environ.get("DB_POOL_SIZE", "4")))
+    locker = db_connect()
+    locker.autocommit = False
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    try:
+        with locker.cursor() as cur:
+            cur.execute(lock_sql, (lock_arg,))
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while waiters() < want and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiters() >= want, f"only {waiters()} of {want} requests waited on the lock"
+    finally:
+        locker.rollback()
+        locker.close()
+    for t in threads:
+        t.join(60)
+    assert all(a is not None for a in answers)
+    return answers
+
+
+def test_concurrent_support_requests_never_exceed_the_incidents(base, op):
+    f = active_technical(base, op, INCIDENTS, quantity=3)
+    path = f.benefit_path(INCIDENTS, "/support-requests")
+    calls = [(f.client(base).direct, "POST", path, {"type": "on_premises"}) for _ in range(8)]
+    answers = _race(calls, "SELECT 1 FROM benefits WHERE id = %s FOR UPDATE",
+                    f.benefits[INCIDENTS])
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * 3 + [409] * 5, [a.text[:200] for a in answers]
+    for a in answers:
+        if a.status_code == 409:
+            assert_problem(a, 409, "benefit-exhausted")
     assert benefit_row(f.benefits[INCIDENTS])[1] == 3
     assert db_val("SELECT count(*) FROM support_requests WHERE benefit_id = %s",
                   f.benefits[INCIDENTS]) == 3
 
 
 def test_concurrent_activation_requests_create_one_activation(base):
-    from concurrent.futures import ThreadPoolExecutor
+    """Six requests wait together on the benefit's row; the handler's own lock and check (not
+    the unique index behind it) must then answer the five late ones: their 409 names the
+    activation the first one created."""
     f = fresh_partner()
-
-    def one(_):
-        c = f.client(base)
-        try:
-            return c.post(f.benefit_path(INCIDENTS, "/activation")).status_code
-        finally:
-            c.close()
-    with ThreadPoolExecutor(6) as pool:
-        codes = sorted(pool.map(one, range(6)))
-    assert codes == [202] + [409] * 5
+    path = f.benefit_path(INCIDENTS, "/activation")
+    calls = [(f.client(base).direct, "POST", path, None) for _ in range(6)]
+    answers = _race(calls, "SELECT 1 FROM benefits WHERE id = %s FOR UPDATE",
+                    f.benefits[INCIDENTS])
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [202] + [409] * 5, [a.text[:200] for a in answers]
+    (aid,) = db_all("SELECT id::text FROM activations WHERE benefit_id = %s",
+                    f.benefits[INCIDENTS])[0]
     assert db_val("SELECT count(*) FROM activations WHERE benefit_id = %s",
                   f.benefits[INCIDENTS]) == 1
+    for a in answers:
+        if a.status_code == 409:
+            body = assert_problem(a, 409, "activation-exists")
+            assert f"/activations/{aid}" in body["detail"], body

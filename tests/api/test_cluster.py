@@ -141,7 +141,17 @@ def test_100_concurrent_seat_assignments_through_nginx_fill_exactly_10_seats(clu
     assert sum(1 for n in served if n > 0) >= 2, served
 
 
+def _wait_until(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out ({timeout}s) waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_killing_a_replica_under_load_keeps_answers_coming(cluster):
+    """Counted, not timed: 40 answers before the kill, SIGKILL, then 60 answers after it
+    (however long a loaded machine takes for them): at most a handful fail at the instant of
+    the kill, and the last 20 all succeed."""
     f = fresh_partner()
     tok = token(f.users["global_admin"], f.partner, ["global_admin"])
     stop = threading.Event()
@@ -158,27 +168,32 @@ def test_killing_a_replica_under_load_keeps_answers_coming(cluster):
             with lock:
                 results.append((time.monotonic(), outcome))
 
+    def count(since: float) -> int:
+        with lock:
+            return sum(1 for at, _ in results if at >= since)
+
     threads = [threading.Thread(target=load) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
-    victim = cluster.replicas[0]
-    killed_at = time.monotonic()
-    victim.kill()  # SIGKILL: no draining, connections reset
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join(15)
+    try:
+        _wait_until(lambda: count(0) >= 40, 60, "40 answers before the kill")
+        victim = cluster.replicas[0]
+        killed_at = time.monotonic()
+        victim.kill()  # SIGKILL: no draining, connections reset
+        _wait_until(lambda: count(killed_at) >= 60, 60, "60 answers after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
 
     before = [o for at, o in results if at < killed_at]
     after = [o for at, o in results if at >= killed_at]
     assert before and all(o == 200 for o in before), before[:20]
-    assert len(after) >= 40, f"only {len(after)} answers after the kill"
     errors = [o for o in after if o != 200]
     # nginx retries a GET that hit the dead replica on another one (proxy_next_upstream):
     # at most a handful of failures at the instant of the kill.
     assert len(errors) <= 3, errors
-    assert all(o == 200 for o in after[-20:])
+    assert all(o == 200 for o in after[-20:]), after[-20:]
     assert victim.proc.returncode == -signal.SIGKILL
 
 
@@ -247,9 +262,10 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0():
             time.sleep(0.05)
 
         server.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
+        # draining once new connections are refused (polled: no fixed sleep), and still alive
+        _wait_until(lambda: _connect_refused(server.port), 15,
+                    "the draining server to refuse new connections")
         assert server.proc.poll() is None, "the server exited with a request in flight"
-        assert _connect_refused(server.port), "a draining server must not accept connections"
     finally:
         blocker.rollback()  # the request goes on
         blocker.close()

@@ -1,5 +1,6 @@
 """Faults (issue 6, point 6): SIGTERM drains an in-flight request, and PostgreSQL going away
-for 5 s under a steady load gives quick 503 problems, then the service heals by itself. Each
+under a steady load gives 503 problems (never a hang), then the service heals by itself.
+Issue 20: no fixed sleeps and no speed bounds; every wait polls an outcome with a deadline. Each
 test spawns its own server (the ASan build) and talks to it directly: Prism answers 500 when a
 connection breaks, and stopping a server is not for the shared one."""
 import signal
@@ -56,15 +57,17 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0():
         wait_for(waiting, 5, "the request to wait on the lock")
 
         srv.proc.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
+
+        # draining: polled until no new connection is accepted any more (no fixed sleep)
+        def refused():
+            try:
+                requests.get(srv.url + "/healthz", timeout=1)
+                return False
+            except requests.RequestException:
+                return True
+        wait_for(refused, 15, "the draining server to refuse new requests")
         assert srv.proc.poll() is None, "the server exited with a request in flight"
-        # draining: no new connection is accepted any more
-        try:
-            requests.get(srv.url + "/healthz", timeout=1)
-            accepted = True
-        except requests.RequestException:
-            accepted = False
-        assert not accepted, "a draining server accepted a new request"
+        assert t.is_alive() and not result, "the in-flight request ended before the lock went"
 
         locker.rollback()  # release the lock: the in-flight request completes
         t.join(15)
@@ -81,9 +84,11 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0():
 
 
 def test_database_outage_gives_quick_503s_then_heals_without_restart():
-    """Four clients hammer database-backed reads while PostgreSQL is stopped for ~5 s and
-    started again: every answer is on time (< 2 s), outage answers are 503 problems, nothing
-    hangs or crashes, and after the restart every request succeeds again on the same process."""
+    """Four clients hammer database-backed reads while PostgreSQL is stopped and started
+    again. Counted, not timed: 20 answers before the stop, 20 answers wholly inside the outage,
+    then answers until 20 in a row succeed after the restart (each wait has a generous
+    deadline). No request hangs (a 5 s client timeout would show as a transport error), outage
+    answers are 503 `unavailable` problems, and the same process heals without a restart."""
     srv = spawn_server()
     tok = token(GA_ID, CONTOSO, ["global_admin"])
     assert srv.client(tok).get(BENEFITS).status_code == 200
@@ -97,8 +102,8 @@ def test_database_outage_gives_quick_503s_then_heals_without_restart():
         while not stop.is_set():
             t0 = time.monotonic()
             try:
-                r = s.get(srv.url + path, timeout=10)
-                rec = (t0, time.monotonic() - t0, r.status_code,
+                r = s.get(srv.url + path, timeout=5)
+                rec = (t0, time.monotonic(), r.status_code,
                        r.headers.get("Content-Type", ""), r.text[:200], path)
             except requests.RequestException as e:
                 with lock:
@@ -109,19 +114,30 @@ def test_database_outage_gives_quick_503s_then_heals_without_restart():
                 log.append(rec)
             time.sleep(0.02)
 
+    def answers(cond):
+        with lock:
+            return [r for r in log if cond(r)]
+
     threads = [threading.Thread(target=load, args=(p,)) for p in
                (BENEFITS, BENEFITS, f"/v1/partners/{CONTOSO}", "/readyz")]
     for t in threads:
         t.start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: len(answers(lambda r: r[2] == 200)) >= 20, 60, "20 answers before")
         pg_stop()
         down_at = time.monotonic()
-        time.sleep(5.0)
+        # requests sent once the stop is done (and, below, answered before the start begins)
+        # (past the first second, which /readyz may still answer from its last check)
+        wait_for(lambda: len(answers(lambda r: r[0] >= down_at + 1.1)) >= 20, 60,
+                 "20 answers during the outage")
         start_at = time.monotonic()
         pg_start()
         up_at = time.monotonic()
-        time.sleep(3.0)
+
+        def healed():
+            later = answers(lambda r: r[0] >= up_at)
+            return len(later) >= 20 and all(r[2] == 200 for r in later[-20:])
+        wait_for(healed, 60, "20 successful answers in a row after the restart")
     finally:
         stop.set()
         for t in threads:
@@ -132,14 +148,12 @@ def test_database_outage_gives_quick_503s_then_heals_without_restart():
         except Exception:
             pg_start()
 
-    assert not errors, f"requests failed at the transport level: {errors[:5]}"
-    slow = [r for r in log if r[1] >= 2.0]
-    assert not slow, f"answers slower than 2 s: {[(round(r[1], 2), r[2], r[5]) for r in slow[:5]]}"
+    assert not errors, f"requests failed at the transport level (or hung): {errors[:5]}"
     assert not [r for r in log if r[2] not in (200, 503)], \
         f"unexpected statuses: {sorted({r[2] for r in log})}"
-    # requests sent once the stop is done and answered before the start begins; /readyz
-    # answers from a check at most 1 s old, so it may still say ok in the outage's first second
-    during = [r for r in log if down_at <= r[0] and r[0] + r[1] <= start_at
+    # /readyz answers from a check at most 1 s old: it may still say ok in the outage's first
+    # second, and must say 503 after it
+    during = [r for r in log if down_at <= r[0] and r[1] <= start_at
               and not (r[5] == "/readyz" and r[0] < down_at + 1.1)]
     assert [r for r in during if r[5] == "/readyz"], "no /readyz probe in the outage"
     assert len(during) >= 20, f"only {len(during)} requests during the outage"
@@ -147,14 +161,7 @@ def test_database_outage_gives_quick_503s_then_heals_without_restart():
     assert not not_503, f"answers during the outage that are not 503: {not_503[:3]}"
     for r in during:
         assert r[3].startswith("application/problem+json") and '"code":"unavailable"' in r[4], r
-    # healed: from 1.5 s after the restart on, everything succeeds (no restart of the service)
-    after = [r for r in log if r[0] >= up_at + 1.5]
-    assert len(after) >= 20 and all(r[2] == 200 for r in after), \
-        f"after the restart: {sorted({r[2] for r in after})} over {len(after)} requests"
-    first_ok = min((r[0] for r in log if r[0] >= up_at and r[2] == 200), default=None)
-    assert first_ok is not None and first_ok - up_at < 1.5, "the service took long to heal"
-    print(f"outage: {len(during)} answers during the outage (all 503 problems, worst "
-          f"{max(r[1] for r in during):.3f}s); healed {first_ok - up_at:.2f}s after the restart")
+    print(f"outage: {len(during)} answers during the outage, all 503 problems")
     assert srv.proc.poll() is None, "the service died"
     r = srv.client(tok).get(BENEFITS)
     assert r.status_code == 200

@@ -2,7 +2,7 @@
 the cases where one of the two halves finds nothing."""
 import uuid
 
-from fresh_partner import fresh_partner
+from fresh_partner import WINDOWS_SERVER, fresh_partner
 from helpers import CONTOSO, FABRIKAM, Client, assert_problem, db_all, db_exec, operator_token
 
 NOBODY = "77777777-7777-4777-8777-777777777777"
@@ -24,12 +24,19 @@ def test_operator_on_a_partner_that_does_not_exist_is_404_no_such_partner(base):
         assert body["detail"] == "No such partner.", path
 
 
-def test_pmc_partner_single_benefit_is_409_for_its_admin_and_the_operator(base, fab_ga):
-    rows = db_all("SELECT id::text FROM benefits WHERE partner_id = %s LIMIT 1", FABRIKAM)
-    path = f"/v1/partners/{FABRIKAM}/benefits/{rows[0][0] if rows else uuid.uuid4()}"
-    for c in (fab_ga, Client(base, operator_token())):
-        assert_problem(c.get(path), 409, "membership-in-pmc")
-        assert_problem(c.get(f"/v1/partners/{FABRIKAM}/benefits"), 409, "membership-in-pmc")
+def test_pmc_partner_single_benefit_is_409_for_its_admin_and_the_operator(base):
+    """A PMC partner WITH benefits (the demo's Fabrikam has none): its real benefit and its
+    list are 409, for its admin and the operator, while the same benefit once the partner is in
+    Partner Center is 200: the 409 is the PMC rule, not a missing row."""
+    f = fresh_partner(location="pmc")
+    bid = next(iter(f.benefits.values()))
+    assert db_all("SELECT 1 FROM benefits WHERE id = %s AND partner_id = %s", bid, f.partner)
+    for c in (f.client(base), Client(base, operator_token())):
+        assert_problem(c.get(f.path(f"/benefits/{bid}")), 409, "membership-in-pmc")
+        assert_problem(c.get(f.path("/benefits")), 409, "membership-in-pmc")
+    db_exec("UPDATE partners SET membership_location = 'partner_center' WHERE id = %s", f.partner)
+    r = f.client(base).get(f.path(f"/benefits/{bid}"))
+    assert r.status_code == 200 and r.json()["id"] == bid, r.text
 
 
 def test_partner_without_benefits_lists_nothing_and_finds_no_benefit(base):
@@ -72,16 +79,18 @@ def test_pages_of_one_walk_the_benefits_in_id_order(base):
 
 
 def test_another_partners_benefit_under_own_url_is_404_no_such_benefit(ga):
-    (other,) = db_all("SELECT id::text FROM benefits WHERE partner_id <> %s LIMIT 1", CONTOSO)[0]
+    other = fresh_partner().benefits[WINDOWS_SERVER]  # a real benefit, of another partner
+    assert db_all("SELECT 1 FROM benefits WHERE id = %s AND partner_id <> %s", other, CONTOSO)
     body = assert_problem(ga.get(f"/v1/partners/{CONTOSO}/benefits/{other}"), 404, "not-found")
     assert body["detail"] == "No such benefit."
 
 
 def test_pmc_partner_purchase_reads_are_409_and_its_users_readable(base, fab_ga):
-    rows = db_all("SELECT id::text FROM purchases WHERE partner_id = %s LIMIT 1", FABRIKAM)
-    pur = rows[0][0] if rows else str(uuid.uuid4())
-    for path in (f"/v1/partners/{FABRIKAM}/purchases", f"/v1/partners/{FABRIKAM}/purchases/{pur}"):
-        body = assert_problem(fab_ga.get(path), 409, "membership-in-pmc")
+    f = fresh_partner(location="pmc")
+    assert db_all("SELECT 1 FROM purchases WHERE id = %s AND partner_id = %s", f.purchase,
+                  f.partner), "the PMC partner must own a real purchase"
+    for path in (f.path("/purchases"), f.path(f"/purchases/{f.purchase}")):
+        body = assert_problem(f.client(base).get(path), 409, "membership-in-pmc")
         assert "PMC" in body["detail"]
     # users and the partner itself are not behind the PMC rule
     r = fab_ga.get(f"/v1/partners/{FABRIKAM}/users")

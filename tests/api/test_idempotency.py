@@ -131,7 +131,7 @@ def test_ten_concurrent_requests_with_one_key_buy_once():
     with partner_locked(p.id):
         for t in threads:
             t.start()
-        wait_for(lambda: lock_waiters() >= 2, timeout=3)
+        assert wait_for(lambda: lock_waiters() >= 2, timeout=15), "the requests never waited"
     for t in threads:
         t.join(60)
     assert all(a is not None for a in answers)

@@ -152,7 +152,7 @@ def test_64kb_headers_get_a_431_and_the_service_lives_on(srv):
     # Far past libmicrohttpd's connection memory: its own bare 431, still no crash.
     answer = raw(srv.port, b"GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (200 * 1024)
                  + b"\r\n\r\n")
-    assert 400 <= status_of(answer) < 500, answer[:300]
+    assert status_of(answer) == 431, answer[:300]
     # a 16 KB token is still read far enough to be refused as a token
     r = requests.get(srv.url + "/v1/me", timeout=5,
                      headers={"Authorization": "Bearer " + "a" * 8000 + "." + "b" * 8000 + ".c"})

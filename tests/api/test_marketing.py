@@ -6,7 +6,7 @@ import pytest
 
 from fresh_partner import (CO_SELL, GOLD_CORE, SILVER, SILVER_CORE, benefit_row, complete,
                            fresh_partner, set_contact)
-from helpers import CONTOSO, GA_ID, assert_problem, db_one, db_val
+from helpers import GA_ID, assert_problem, db_one, db_val
 
 
 def contact_body(f, **over):
@@ -187,7 +187,13 @@ def test_marketing_contact_of_a_pmc_partner_is_409_and_of_another_partner_404(ba
     assert_problem(f.client(base).get(f.path("/marketing-contact")), 409, "membership-in-pmc")
     assert contact_row(f) is None
     assert_problem(ga.get(f.path("/marketing-contact")), 404, "not-found")
-    assert ga.get(f"/v1/partners/{CONTOSO}/marketing-contact").status_code in (200, 404)
+    # a partner in Partner Center WITH a contact: its own GA reads it, Contoso's GA gets 404
+    g = fresh_partner()
+    set_contact(g)
+    r = g.client(base).get(g.path("/marketing-contact"))
+    assert r.status_code == 200, r.text
+    assert r.json()["email"] == f"marketing-{g.partner[:8]}@fresh.example"
+    assert_problem(ga.get(g.path("/marketing-contact")), 404, "not-found")
 
 
 def test_account_email_cannot_become_the_marketing_contacts_email(base, op):

@@ -180,17 +180,56 @@ def test_cancellation_body_with_fields_is_422(base):
 
 
 def test_concurrent_cancellations_refund_once(base):
-    from concurrent.futures import ThreadPoolExecutor
+    """Forced, not hoped for: we hold the purchase row locked, four cancellations are released
+    at once by a barrier and must all be WAITING on that lock (pg_stat_activity) before we let
+    go; then exactly one refunds and three are 409, with one audit event and one refund."""
+    import threading
+    from helpers import db_connect
     f = fresh_partner()
+    barrier = threading.Barrier(4)
+    codes = [None] * 4
 
-    def one(_):
-        c = f.client(base)
+    def one(i):
+        c = f.client(base).direct
         try:
-            return c.post(f.path(f"/purchases/{f.purchase}/cancellation")).status_code
+            barrier.wait(timeout=30)
+            codes[i] = c.post(f.path(f"/purchases/{f.purchase}/cancellation"), json={},
+                              timeout=60).status_code
         finally:
             c.close()
-    with ThreadPoolExecutor(4) as pool:
-        codes = sorted(pool.map(one, range(4)))
-    assert codes == [200, 409, 409, 409]
+
+    locker = db_connect()
+    locker.autocommit = False
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    try:
+        with locker.cursor() as cur:
+            cur.execute("SELECT 1 FROM purchases WHERE id = %s FOR UPDATE", (f.purchase,))
+        for t in threads:
+            t.start()
+        assert _wait_until(lambda: _lock_waiters() >= 4, 30), \
+            f"only {_lock_waiters()} cancellations waited on the purchase lock"
+    finally:
+        locker.rollback()
+        locker.close()
+    for t in threads:
+        t.join(60)
+    assert sorted(codes) == [200, 409, 409, 409], codes
     assert db_val("SELECT count(*) FROM audit_events WHERE partner_id = %s "
                   "AND action = 'purchase.cancelled'", f.partner) == 1
+    assert db_one("SELECT status, refund_amount IS NOT NULL FROM purchases WHERE id = %s",
+                  f.purchase) == ("cancelled", True)
+
+
+def _lock_waiters() -> int:
+    return db_val("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                  "AND application_name = 'mpn-benefits' AND datname = current_database()")
+
+
+def _wait_until(cond, timeout: float) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False

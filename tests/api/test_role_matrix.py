@@ -23,8 +23,8 @@ import yaml
 from fresh_partner import (ADVISORY_HOURS, ACTION_PACK, GOLD, GOLD_CORE, INCIDENTS, M365,
                            PRESALES_HOURS, SILVER, VS_ENTERPRISE, WINDOWS_SERVER, Fresh,
                            assign_seat, fresh_partner, set_contact)
-from helpers import (BASE, OPERATOR_SUB, Client, assert_problem, db_exec, db_val, idem,
-                     operator_token, token)
+from helpers import (BASE, OPERATOR_SUB, Client, assert_problem, db_all, db_exec, db_val, idem,
+                     operator_token, partner_snapshot, snapshot_diff, token)
 from role_matrix import (CALLERS, EMP, OP, ROLE_OF, ROWS, Row)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -398,13 +398,27 @@ def _audit_count(actor: str) -> int:
     return db_val("SELECT count(*) FROM audit_events WHERE actor = %s", actor)
 
 
+def _state(w: World) -> dict:
+    """Everything a refused call could write: every row of the matrix's partner (helpers'
+    partner snapshot, as the tenant sweep takes it), plus what the operator rows write outside
+    it (new partners, keys of the module's product) and the audit trail of every actor."""
+    s = partner_snapshot(w.partner)
+    s["partners"] = db_all("SELECT count(*), max(created_at)::text FROM partners")
+    s["product_keys"] = db_all("SELECT count(*) FROM license_keys WHERE product_id = %s",
+                               w.product)
+    s["all_audit_events"] = db_all("SELECT count(*), max(id) FROM audit_events")
+    return s
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_role_matrix(world, row: Row):
     failures = []
     for who in CALLERS:
         req = RECIPES[row.id](world, who)
         mutating = row.method != "GET"
+        refused = who not in row.allowed
         before = _audit_count(world.uid(who)) if mutating else None
+        state = _state(world) if refused else None
         r = _send(world.clients[who], row.method, req)
         what = f"{who} ({ROLE_OF[who]}) {row.method} {req.path}"
         try:
@@ -423,6 +437,9 @@ def test_role_matrix(world, row: Row):
                     assert "operator" in body["detail"], body
                 if mutating:
                     assert _audit_count(world.uid(who)) == before, f"{what}: denied, yet audited"
+                # writes nothing, audited or not (a GET must not write either)
+                changed = snapshot_diff(state, _state(world))
+                assert not changed, f"{what}: denied, yet changed {changed}"
         except AssertionError as e:
             failures.append(str(e))
     assert not failures, f"{row.id}:\n" + "\n".join(failures)

@@ -16,7 +16,8 @@ import yaml
 
 from fresh_partner import (GOLD_CORE, INCIDENTS, SILVER, VS_ENTERPRISE, WINDOWS_SERVER, Fresh,
                            assign_seat, fresh_partner, reveal_key, set_contact)
-from helpers import (BASE, Client, assert_problem, db_all, db_exec, db_one, db_val, idem, token)
+from helpers import (BASE, PARTNER_SNAPSHOT, Client, assert_problem, db_all, db_exec, db_one,
+                     db_val, idem, partner_snapshot, token)
 
 SPEC = os.path.join(os.path.dirname(__file__), "..", "..", "api", "openapi.yaml")
 AZURE = "aaaaaaaa-0000-4000-8000-000000000004"  # cloud, usage_based
@@ -126,39 +127,9 @@ def fill(path: str, ids: dict) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], path)
 
 
-SNAPSHOT = {
-    "partner": "SELECT to_jsonb(p) FROM partners p WHERE id = %(p)s",
-    "competencies": "SELECT to_jsonb(c) FROM partner_competencies c WHERE partner_id = %(p)s "
-                    "ORDER BY area",
-    "users": "SELECT to_jsonb(u) FROM users u WHERE partner_id = %(p)s ORDER BY id",
-    "purchases": "SELECT to_jsonb(x) FROM purchases x WHERE partner_id = %(p)s ORDER BY id",
-    "benefits": "SELECT to_jsonb(b) FROM benefits b WHERE partner_id = %(p)s ORDER BY id",
-    "seat_assignments": "SELECT to_jsonb(s) FROM seat_assignments s WHERE benefit_id IN "
-                        "(SELECT id FROM benefits WHERE partner_id = %(p)s) OR user_id IN "
-                        "(SELECT id FROM users WHERE partner_id = %(p)s) "
-                        "ORDER BY benefit_id, user_id",
-    "activations": "SELECT to_jsonb(a) FROM activations a WHERE partner_id = %(p)s OR benefit_id "
-                   "IN (SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
-    "marketing_contacts": "SELECT to_jsonb(m) FROM marketing_contacts m "
-                          "WHERE partner_id = %(p)s",
-    "support_requests": "SELECT to_jsonb(s) FROM support_requests s WHERE partner_id = %(p)s "
-                        "OR benefit_id IN (SELECT id FROM benefits WHERE partner_id = %(p)s) "
-                        "ORDER BY id",
-    "license_keys": "SELECT to_jsonb(k) FROM license_keys k WHERE benefit_id IN "
-                    "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
-    "key_reveals": "SELECT to_jsonb(k) FROM key_reveals k WHERE benefit_id IN "
-                   "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
-    "audit_events": "SELECT jsonb_build_array(count(*), max(id)) FROM audit_events "
-                    "WHERE partner_id = %(p)s",
-    "idempotency_keys": "SELECT jsonb_build_array(count(*)) FROM idempotency_keys "
-                        "WHERE scope LIKE %(p)s || ':%%'",
-}
-
-
-def snapshot(partner: str) -> dict:
-    return {name: [r[0] for r in db_all(sql.replace("%(p)s", "%s"),
-                                        *([partner] * sql.count("%(p)s")))]
-            for name, sql in SNAPSHOT.items()}
+# The partner's rows in every table (helpers.partner_snapshot; the role matrix takes it too).
+SNAPSHOT = PARTNER_SNAPSHOT
+snapshot = partner_snapshot
 
 
 @pytest.fixture(scope="module")

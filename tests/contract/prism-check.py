@@ -19,7 +19,8 @@ The rule: a line fails the run when it holds
   * `Request terminated with error`: Prism got no usable answer from the service (connection
     refused or reset, or a JSON content type with a body that is not JSON, e.g. on HEAD).
 `Violation: request…` lines never fail it: the tests send bad requests on purpose.
-Exit 0 when clean, 1 with the offending lines (and the request each belongs to) otherwise.
+Exit 0 when clean, 1 with the offending lines (and the request each belongs to) otherwise, and
+1 when the log shows no proxied request at all (nothing was checked).
 """
 import re
 import sys
@@ -48,6 +49,12 @@ def main(path):
         if BAD.search(line):
             msg = line.split("Violation: ", 1)[-1] if "Violation: " in line else line.split("error", 1)[-1].strip()
             bad.append(f"  {path}:{n}: {last_request}: {msg}")
+    if requests == 0:
+        # Nothing proxied means nothing checked: a run whose tests bypassed Prism (or a log
+        # format this script no longer reads) must not pass as "no violation".
+        print(f"prism-check: no proxied request found in {path}: nothing was checked",
+              file=sys.stderr)
+        return 1
     if bad:
         print(f"prism-check: {len(bad)} contract problem(s) in {requests} proxied requests:",
               file=sys.stderr)

@@ -28,8 +28,13 @@ benefits) and points every state-changing request at it; the demo partners are o
 can run in the shared test database (tests/api/test_zz_fuzz_sample.py) without touching what
 other tests rely on.
 
-Operations the service does not route yet (a 404 to an unauthenticated probe where a routed
-operation answers 401) are listed as skipped; they are fuzzed once they exist.
+Operations the service does not route (a 404 to an unauthenticated probe where a routed
+operation answers 401) are listed as skipped, and a run that skipped any FAILS: an operation of
+the contract the service does not serve is a defect, not something to fuzz later.
+
+Beyond a documented status, the answer must be the exact one for what the token says: 401 for
+a forged, expired, `alg: none` or absent token on any secured operation, and 404 for another
+partner's partner id or ids (403 only for a role that may not do it at all): strict_status.
 
 Usage (scripts/fuzz.sh runs it; environment as scripts/test.sh exports it):
     /usr/bin/python3 tests/fuzz/contract_fuzz.py --requests 12000 [--seed N] [--scope global]
@@ -348,6 +353,19 @@ def make_tokens(w: World) -> dict[str, str | None]:
     }
 
 
+# Tokens that must get 401 on every secured operation, and the partner of the others (None: the
+# operator, who may name any partner). ALL_ROLES: tokens whose roles allow every partner action,
+# so that another partner's id can only be 404 (never 403).
+BAD_TOKENS = {"expired", "forged", "alg_none", "none"}
+PARTNER_OF = {"a_ga": lambda w: w.a, "a_all": lambda w: w.a, "a_pa": lambda w: w.a,
+              "a_ua": lambda w: w.a, "a_aa": lambda w: w.a, "a_emp": lambda w: w.a,
+              "op": lambda w: None, "b_ga": lambda w: w.b,
+              "contoso_ga": lambda w: helpers.CONTOSO}
+ALL_ROLES = {"a_ga", "a_all", "b_ga", "contoso_ga"}
+# Mutations whose body the service refuses before any handler (400 malformed, 413, 415).
+BODY_BROKEN = {"invalid_utf8", "nul_byte", "deep_nesting", "duplicate_key", "empty_body",
+               "wrong_content_type", "not_object", "malformed", "oversize", "chunked"}
+
 TOKEN_WEIGHTS = {"a_ga": 30, "a_all": 10, "a_pa": 8, "a_ua": 6, "a_aa": 6, "a_emp": 5, "op": 12,
                  "b_ga": 5, "contoso_ga": 4, "expired": 2, "forged": 2, "alg_none": 1, "none": 3}
 ADMIN_TOKEN_WEIGHTS = dict(TOKEN_WEIGHTS, op=150)
@@ -594,6 +612,7 @@ class Fuzzer:
                 req["method"] = data.draw(st.sampled_from(others), label="method")
                 req["wrong_method"] = True
         req["path"] = path
+        req["segs"] = segs
 
         # query
         for p in op.query_params:
@@ -804,6 +823,66 @@ class Fuzzer:
             "body": (body[:300] if body else body), "status": r.status_code if r is not None else None,
             "answer": r.text[:400] if r is not None else None, "why": why})
 
+    def owner(self, id_: str) -> str | None:
+        """The partner an id of the pools belongs to (None: not known, e.g. a random uuid)."""
+        if not hasattr(self, "_owners"):
+            w, o = self.w, {}
+            for i in [w.purchase_b, *w.users_b.values(), *w.benefits_b]:
+                o[i] = w.b
+            for i in [*DEMO_BENEFITS, DEMO_PURCHASE, helpers.GA_ID]:
+                o[i] = helpers.CONTOSO
+            self._owners = o
+        w = self.w
+        id_ = id_.lower()  # the service reads ids case-insensitively
+        if id_ in self._owners:
+            return self._owners[id_]
+        if (id_ in w.benefits_a.values() or id_ in w.old_benefits or id_ == w.purchase_a
+                or id_ in w.old_purchases or id_ in w.users_a.values()):
+            return w.a
+        return None
+
+    def strict_status(self, req: dict) -> tuple[set, str] | None:
+        """Issue 20: the one answer a request may get for what its token says, beyond what the
+        contract documents: a bad token (forged, expired, alg none, absent) is 401 on every
+        secured operation; another partner's partner id, or another partner's id under the
+        caller's own partner, is 404 (403 when the caller's role may not do it at all: roles
+        are checked first). None when nothing stricter applies (garbage paths and methods,
+        which routing answers first; bodies the framework refuses before the handler runs)."""
+        op = req["op"]
+        if op.public or req["shape_broken"] or req.get("wrong_method") or not op.routed:
+            return None
+        early = {413}  # the body size limit comes before anything else
+        tok = req["token"]
+        if tok in BAD_TOKENS:
+            # a path parameter the router cannot match (injected quotes, spaces, ...) is the
+            # router's 404 "No such resource.", before authentication (checked in check())
+            router = {404} if req["kind"] in ("injection_path", "bad_path_id") else set()
+            return {401} | early | router, f"token {tok}"
+        segs = req.get("segs") or {}
+        if tok not in PARTNER_OF or "partnerId" not in segs or not op.path.startswith(
+                "/v1/partners/{partnerId}"):
+            return None
+        mine = PARTNER_OF[tok](self.w)
+        path_partner = segs["partnerId"].lower()
+        why = None
+        if mine is not None and path_partner != mine:
+            why = f"partner {path_partner} in the path, token of {mine}"
+        else:
+            for name, val in segs.items():
+                own = self.owner(val)
+                if name != "partnerId" and own is not None and own != path_partner:
+                    why = f"{name} {val} of partner {own} under {path_partner}"
+                    break
+        if why is None:
+            return None
+        ok = {404, 422}  # 422: the query or body is invalid on its face, checked first
+        if tok not in ALL_ROLES:
+            ok.add(403)  # roles are checked before the partner
+        if path_partner in (self.w.b, helpers.FABRIKAM) and mine in (None, path_partner):
+            ok.add(409)  # a PMC partner the caller may see: membership-in-pmc first
+        body_early = {400, 413, 415} if req["kind"] in BODY_BROKEN else set()
+        return ok | early | body_early, why
+
     def check(self, req: dict, r: requests.Response | None):
         if r is None:
             return
@@ -819,6 +898,25 @@ class Fuzzer:
             self.fail(req, r, f"status {st_} is not documented for {op.name} "
                               f"(documented: {sorted(allowed)})")
             return
+        strict = self.strict_status(req)
+        if strict is not None:
+            code = detail = None
+            if st_ in (403, 404, 409, 422) and r.headers.get("Content-Type", "").startswith(
+                    "application/problem+json"):
+                try:
+                    code, detail = r.json().get("code"), r.json().get("detail")
+                except ValueError:
+                    pass
+            if st_ == 404 and req["token"] in BAD_TOKENS and detail != "No such resource.":
+                self.fail(req, r, f"404 {detail!r} for {strict[1]}: only the router's 404 may "
+                                  "come before authentication")
+                return
+            want = {403: "forbidden-role", 404: "not-found", 409: "membership-in-pmc",
+                    422: "validation-failed"}
+            if st_ not in strict[0] or (st_ in want and code != want[st_]):
+                self.fail(req, r, f"status {st_} ({code}) for {strict[1]}: expected one of "
+                                  f"{sorted(strict[0])}")
+                return
         if req["rid"] and r.headers.get("X-Request-Id") != req["rid"]:
             self.fail(req, r, f"X-Request-Id {r.headers.get('X-Request-Id')!r} is not ours")
         if req.get("json_ok") and req.get("ctype_ok") and st_ in (400, 415):
@@ -1101,8 +1199,11 @@ def report(out: dict) -> str:
         lines.append(f"  AUDIT {a}")
     for v in out["invariant_violations"]:
         lines.append(f"  INVARIANT {v}")
-    ok = not (out["failure_details"] or out["audit_mismatches"] or out["invariant_violations"])
-    lines.append("  all answers documented, invariants hold" if ok else "  FAILED")
+    ok = not (out["failure_details"] or out["audit_mismatches"] or out["invariant_violations"]
+              or out["operations_skipped"])
+    lines.append("  all answers documented, invariants hold" if ok else
+                 f"  FAILED (seed {out['seed']}: MB_FUZZ_SEED={out['seed']} or --seed "
+                 f"{out['seed']} repeats this run)")
     return "\n".join(lines)
 
 
@@ -1126,8 +1227,14 @@ def main() -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(out, f, indent=1, default=str)
-    return 1 if (out["failure_details"] or out["audit_mismatches"]
-                 or out["invariant_violations"]) else 0
+    if out["operations_skipped"]:
+        print(f"contract fuzz: {len(out['operations_skipped'])} operation(s) of the contract "
+              f"were not fuzzed: {out['operations_skipped']}", file=sys.stderr)
+    bad = (out["failure_details"] or out["audit_mismatches"] or out["invariant_violations"]
+           or out["operations_skipped"])
+    if bad:
+        print(f"contract fuzz FAILED; reproduce with --seed {out['seed']}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

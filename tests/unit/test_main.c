@@ -263,6 +263,83 @@ static void test_refund_rule(void)
     CHECK(mb_refund_reasons(31LL * 86400, true, true, r) == 2);
 }
 
+/* The edges of R10: exactly 30 days is still inside the window, one second more is not; a
+ * software benefit activated refuses at any age, alone or with the window. */
+static void test_refund_rule_edges(void)
+{
+    const char *r[3];
+    const long long days30 = 30LL * 24 * 3600;
+    CHECK(mb_refund_reasons(days30, false, true, r) == 0);
+    CHECK(mb_refund_reasons(days30 + 1, false, true, r) == 1 &&
+          strcmp(r[0], "refund-window-expired") == 0);
+    CHECK(mb_refund_reasons(days30 - 1, false, true, r) == 0);
+    CHECK(mb_refund_reasons(0, false, true, r) == 0);
+    CHECK(mb_refund_reasons(days30, true, true, r) == 1 &&
+          strcmp(r[0], "software-benefits-activated") == 0);
+    CHECK(mb_refund_reasons(0, true, true, r) == 1 &&
+          strcmp(r[0], "software-benefits-activated") == 0);
+    CHECK(mb_refund_reasons(days30 + 1, true, true, r) == 2 &&
+          strcmp(r[0], "refund-window-expired") == 0 &&
+          strcmp(r[1], "software-benefits-activated") == 0);
+    CHECK(mb_refund_reasons(days30, false, false, r) == 1 &&
+          strcmp(r[0], "purchase-not-active") == 0);
+}
+
+/* A claim set of claims() with one time claim moved to NOW + delta. */
+static mb_err verify_time(const char *name, long long delta)
+{
+    json_t *c = claims();
+    json_object_set_new(c, name, json_integer(NOW + delta));
+    return verify_claims(c);
+}
+
+/* 60 s of clock skew, both ways, to the second: exp may lie up to 59 s in the past (at 60 s it
+ * is expired), nbf and iat up to 60 s in the future (61 s is refused). */
+static void test_clock_skew_boundary(void)
+{
+    CHECK(verify_time("exp", -59) == MB_OK);
+    CHECK(verify_time("exp", -60) == MB_E_UNAUTHENTICATED);
+    CHECK(verify_time("exp", -61) == MB_E_UNAUTHENTICATED);
+    CHECK(verify_time("exp", 1) == MB_OK);
+    CHECK(verify_time("nbf", 60) == MB_OK);
+    CHECK(verify_time("nbf", 61) == MB_E_UNAUTHENTICATED);
+    CHECK(verify_time("iat", 60) == MB_OK);
+    CHECK(verify_time("iat", 61) == MB_E_UNAUTHENTICATED);
+}
+
+/* The size limit alone: correctly signed, well-formed tokens whose only fault is their size. A
+ * token of exactly MB_MAX_TOKEN characters passes, any longer one is refused. */
+static void test_size_limit_on_well_formed_tokens(void)
+{
+    int at_limit = 0, over = 0, under = 0;
+    for (size_t pad = MB_MAX_TOKEN * 3 / 4 - 300; pad < MB_MAX_TOKEN * 3 / 4 + 10; pad++) {
+        char *p = malloc(pad + 1);
+        memset(p, 'x', pad);
+        p[pad] = '\0';
+        json_t *c = claims();
+        json_object_set_new(c, "pad", json_string(p));
+        free(p);
+        char *h = sign("HS256", SECRET, c);
+        size_t len = strlen(h) - 7; /* without "Bearer " */
+        if (len + 8 < MB_MAX_TOKEN || len > MB_MAX_TOKEN + 8) {
+            free(h);
+            continue;
+        }
+        mb_principal who;
+        mb_err e = mb_auth_verify(&cfg, h, NOW, &who);
+        if (len <= MB_MAX_TOKEN) {
+            CHECK(e == MB_OK && who.roles == MB_ROLE_GLOBAL_ADMIN);
+            under++;
+            at_limit += len == MB_MAX_TOKEN;
+        } else {
+            CHECK(e == MB_E_UNAUTHENTICATED);
+            over++;
+        }
+        free(h);
+    }
+    CHECK(at_limit > 0 && under > 1 && over > 1);
+}
+
 static void test_config_requires_secrets(void)
 {
     mb_config c;
@@ -369,6 +446,9 @@ int main(void)
     test_unknown_field_name_is_cut_between_characters();
     test_role_matrix_rows();
     test_refund_rule();
+    test_refund_rule_edges();
+    test_clock_skew_boundary();
+    test_size_limit_on_well_formed_tokens();
     test_config_requires_secrets();
     test_pool_default_and_secret_checks();
     mb_config_free(&cfg);
