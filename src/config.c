@@ -142,7 +142,13 @@ static int load_identity(mb_config *cfg, char *err, size_t errlen)
     cfg->max_ttl_s = ttl;
     const char *op = getenv("OPERATOR_TENANT_ID");
     if (op != NULL && *op != '\0') {
-        if (strlen(op) != 36) {
+        bool uuid = strlen(op) == 36;
+        for (int k = 0; uuid && k < 36; k++) {
+            bool dash = k == 8 || k == 13 || k == 18 || k == 23;
+            uuid = dash ? op[k] == '-'
+                        : (op[k] >= '0' && op[k] <= '9') || (op[k] >= 'a' && op[k] <= 'f');
+        }
+        if (!uuid) {
             snprintf(err, errlen, "OPERATOR_TENANT_ID must be a UUID (lower case)");
             return -1;
         }
