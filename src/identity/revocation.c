@@ -36,6 +36,7 @@ typedef struct entry {
 static entry *table[BUCKETS];
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
 static size_t count;
+static atomic_bool any; /* a revocation is held: most requests skip the lock */
 static const mb_config *g_cfg;
 static pthread_t listener;
 static atomic_bool stopping, running, listening;
@@ -72,6 +73,7 @@ static void put(const char *partner, const char *user, long long before)
     e->next = table[b];
     table[b] = e;
     count++;
+    atomic_store(&any, true);
 }
 
 static long long lookup(const char *key)
@@ -84,7 +86,7 @@ static long long lookup(const char *key)
 
 bool mb_revoked(const char *tid, const char *sub, long long iat)
 {
-    if (tid == NULL || *tid == '\0' || !atomic_load(&running))
+    if (tid == NULL || *tid == '\0' || !atomic_load(&running) || !atomic_load(&any))
         return false; /* operators are no users of a partner */
     char key[256];
     snprintf(key, sizeof(key), "%s/%s", tid, sub);
@@ -114,7 +116,18 @@ static void apply(const char *payload)
 
 static PGconn *connect_and_load(void)
 {
-    PGconn *c = PQconnectdb(g_cfg->database_url);
+    /* Bounded connect time; TCP keepalives so that a connection that died
+     * silently (and would deliver no notification) is noticed and replaced. */
+    const char *const keys[] = {"dbname",
+                                "connect_timeout",
+                                "application_name",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                NULL};
+    const char *const vals[] = {
+        g_cfg->database_url, "2", "mpn-benefits-revocations", "10", "5", "3", NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (PQstatus(c) != CONNECTION_OK) {
         PQfinish(c);
         return NULL;
@@ -160,16 +173,14 @@ static void *listen_loop(void *arg)
         atomic_store(&listening, true);
         struct pollfd p[2] = {{.fd = PQsocket(c), .events = POLLIN},
                               {.fd = wake[0], .events = POLLIN}};
-        int n = poll(p, 2, 5000);
+        int n = poll(p, 2, 1000);
         if (n < 0)
             continue;
-        if (p[0].revents != 0 && !PQconsumeInput(c)) {
+        /* A server that shuts down sends its FATAL first: PQconsumeInput can
+         * succeed on a connection that is gone, so check the status too. */
+        if ((p[0].revents != 0 && !PQconsumeInput(c)) || PQstatus(c) != CONNECTION_OK) {
             y_log_message(Y_LOG_LEVEL_ERROR, "revocation: listener connection lost: reconnecting");
-            PQfinish(c);
-            c = NULL;
-            continue;
-        }
-        if (n == 0 && PQstatus(c) != CONNECTION_OK) {
+            atomic_store(&listening, false);
             PQfinish(c);
             c = NULL;
             continue;
@@ -223,6 +234,7 @@ void mb_revocation_stop(void)
         }
     }
     count = 0;
+    atomic_store(&any, false);
     pthread_rwlock_unlock(&lock);
 }
 

@@ -7,6 +7,7 @@ tests assert the outcome, not a time bound). A token issued in the very second o
 is refused too (iat has whole seconds), so the tests wait a second before minting new ones."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -161,5 +162,34 @@ def test_operator_revokes_every_token_of_a_partner(replica):
 
 def test_revocations_reach_the_metrics(replica):
     text = requests.get(replica.url + "/metrics", timeout=10).text
-    assert "mpn_token_revocation_listener_up 1" in text
-    assert "mpn_token_revocations " in text
+    assert re.search(r"^mpn_token_revocation_listener_up 1$", text, re.M), text
+    assert re.search(r"^mpn_token_revocations \d+$", text, re.M), text
+
+
+def test_revocations_still_arrive_after_the_database_restarted(replica):
+    """The LISTEN connection dies with PostgreSQL; each process reconnects (every second) and
+    reloads the table, so a revocation made afterwards reaches it too."""
+    from helpers import pg_down, wait_http
+    p = fresh_partner()
+    victim = token(p.users["employee"], p.partner, [])
+    bases = [DIRECT, replica.url]
+    with pg_down():
+        time.sleep(0.5)
+    for b in bases:
+        wait_http(b + "/readyz", 30)
+
+    def listening(b):
+        text = requests.get(b + "/metrics", timeout=10).text
+        return re.search(r"^mpn_token_revocation_listener_up 1$", text, re.M) is not None
+
+    end = time.monotonic() + 30
+    while not all(listening(b) for b in bases):
+        assert time.monotonic() < end, "the revocation listener did not come back"
+        time.sleep(0.2)
+    for b in bases:
+        assert status(b, victim) == 200
+    ua = Client(BASE, token(p.users["user_admin"], p.partner, ["user_admin"]))
+    r = ua.post(f"/v1/partners/{p.partner}/users/{p.users['employee']}/revoke-tokens",
+                headers=idem())
+    assert r.status_code == 200, r.text
+    refused_everywhere(bases, victim, "revoke-tokens after a database restart", time.monotonic())
