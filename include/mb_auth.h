@@ -25,6 +25,7 @@ typedef struct {
     char sub[129];
     char tid[37]; /* partner id; empty for operators */
     unsigned roles;
+    long long iat; /* the token's iat; 0 when it has none */
 } mb_principal;
 
 /* Verifies an Authorization header value ("Bearer <jwt>") against cfg at
@@ -33,6 +34,11 @@ typedef struct {
  * MB_OK or MB_E_UNAUTHENTICATED. */
 mb_err mb_auth_verify(const mb_config *cfg, const char *authorization, time_t now,
                       mb_principal *who);
+
+/* mb_auth_verify, and on a refusal *why (when not NULL) names the reason in
+ * a sentence for the problem detail (expired, unknown key, bad signature…). */
+mb_err mb_auth_check(const mb_config *cfg, const char *authorization, time_t now, mb_principal *who,
+                     const char **why);
 
 /* Role bit for a role name, or 0. */
 unsigned mb_role_bit(const char *name);

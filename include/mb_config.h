@@ -29,7 +29,27 @@ typedef struct {
     size_t max_body;
     char *sql_dir;
     int shutdown_grace_s;
+    /* Identity from a real identity provider (issue 11). Zero values keep the
+     * single-key behaviour of jwt_alg/jwt_key. */
+    unsigned jwt_algs;        /* MB_ALGBIT_* accepted; 0: the one of jwt_alg */
+    char *jwks_url;           /* JWT_JWKS_URL; NULL: jwt_key */
+    long long max_ttl_s;      /* JWT_MAX_TTL_SECONDS; 0: no bound (and iat optional) */
+    char *operator_tenant_id; /* OPERATOR_TENANT_ID; NULL: none */
+    int jwks_refetch_min_s;   /* JWKS_REFETCH_MIN_SECONDS (default 30) */
 } mb_config;
+
+/* The signature algorithms of JWT_ALG (a comma-separated list). */
+enum {
+    MB_ALGBIT_HS256 = 1u << 0,
+    MB_ALGBIT_RS256 = 1u << 1,
+    MB_ALGBIT_RS384 = 1u << 2,
+    MB_ALGBIT_RS512 = 1u << 3,
+    MB_ALGBIT_ES256 = 1u << 4,
+    MB_ALGBIT_ES384 = 1u << 5,
+    MB_ALGBIT_ES512 = 1u << 6,
+};
+/* The bit of an algorithm name ("RS256"), or 0. */
+unsigned mb_alg_bit(const char *name);
 
 /* Reads the environment into cfg. Returns 0, or -1 with a reason in err. */
 int mb_config_load(mb_config *cfg, char *err, size_t errlen);

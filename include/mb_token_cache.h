@@ -8,9 +8,14 @@
 #include "mb_auth.h"
 
 void mb_token_cache_init(void);
+/* The identity subsystem of src/identity/ (JWKS fetcher, revocation
+ * listener): started before the server answers, stopped after it. */
+int mb_identity_start(const mb_config *cfg);
+void mb_identity_stop(void);
 void mb_token_cache_free(void);
-/* mb_auth_verify with the cache in front of it. */
+/* mb_auth_check with the cache in front of it, then the revocation check
+ * (for cached tokens too); *why names the reason of a refusal. */
 mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t now,
-                       mb_principal *who);
+                       mb_principal *who, const char **why);
 
 #endif

@@ -101,6 +101,8 @@ ensure_packages() {
 # runtime, and valgrind.
 MB_PKGS_TEST="$MB_PKGS_TEST python3-hypothesis python3-jsonschema"
 MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
+# Identity (issue 11): Rhonabwy reads JWKS keys, libcurl fetches the JWKS.
+MB_PKGS_BUILD="$MB_PKGS_BUILD librhonabwy-dev libcurl4-gnutls-dev"
 
 # --- build ----------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 #include "mb_config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,137 @@ static unsigned char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+static const struct {
+    const char *name;
+    unsigned bit;
+} alg_names[] = {
+    {"HS256", MB_ALGBIT_HS256}, {"RS256", MB_ALGBIT_RS256}, {"RS384", MB_ALGBIT_RS384},
+    {"RS512", MB_ALGBIT_RS512}, {"ES256", MB_ALGBIT_ES256}, {"ES384", MB_ALGBIT_ES384},
+    {"ES512", MB_ALGBIT_ES512},
+};
+
+unsigned mb_alg_bit(const char *name)
+{
+    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++)
+        if (strcmp(alg_names[i].name, name) == 0)
+            return alg_names[i].bit;
+    return 0;
+}
+
+/* JWT_ALG: one name or a comma-separated list. Returns the bits, or 0 when a
+ * name is unknown. */
+static unsigned parse_algs(const char *list)
+{
+    unsigned bits = 0;
+    char name[16];
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        if (e == p)
+            break;
+        if ((size_t)(e - p) >= sizeof(name))
+            return 0;
+        memcpy(name, p, (size_t)(e - p));
+        name[e - p] = '\0';
+        unsigned b = mb_alg_bit(name);
+        if (b == 0)
+            return 0;
+        bits |= b;
+        p = e;
+    }
+    return bits;
+}
+
+/* The keys and claims tokens are checked against: JWT_JWKS_URL (public keys
+ * of an identity provider), else JWT_PUBLIC_KEY_FILE (RS256), else the
+ * HS256 JWT_SECRET of development. */
+static int load_identity(mb_config *cfg, char *err, size_t errlen)
+{
+    const char *alg = getenv("JWT_ALG");
+    const char *jwks = getenv("JWT_JWKS_URL");
+    bool has_alg = alg != NULL && *alg != '\0';
+    unsigned bits = has_alg ? parse_algs(alg) : 0;
+    if (has_alg && bits == 0) {
+        snprintf(err, errlen,
+                 "JWT_ALG must list algorithms of HS256, RS256, RS384, RS512, ES256, ES384, ES512");
+        return -1;
+    }
+    int ttl = 0;
+    if (env_int("JWKS_REFETCH_MIN_SECONDS", 30, 1, 3600, &cfg->jwks_refetch_min_s) != 0) {
+        snprintf(err, errlen, "JWKS_REFETCH_MIN_SECONDS must be 1..3600");
+        return -1;
+    }
+    /* The bound is the production default (JWKS); with the development keys it
+     * applies only when set, so that long-lived laptop tokens keep working. */
+    if (env_int("JWT_MAX_TTL_SECONDS", jwks && *jwks ? 86400 : 0, 0, 366 * 86400, &ttl) != 0) {
+        snprintf(err, errlen, "JWT_MAX_TTL_SECONDS must be 0..31622400");
+        return -1;
+    }
+    cfg->max_ttl_s = ttl;
+    const char *op = getenv("OPERATOR_TENANT_ID");
+    if (op != NULL && *op != '\0') {
+        bool uuid = strlen(op) == 36;
+        for (int k = 0; uuid && k < 36; k++) {
+            bool dash = k == 8 || k == 13 || k == 18 || k == 23;
+            uuid = dash ? op[k] == '-'
+                        : (op[k] >= '0' && op[k] <= '9') || (op[k] >= 'a' && op[k] <= 'f');
+        }
+        if (!uuid) {
+            snprintf(err, errlen, "OPERATOR_TENANT_ID must be a UUID (lower case)");
+            return -1;
+        }
+        cfg->operator_tenant_id = strdup(op);
+    }
+    if (jwks != NULL && *jwks != '\0') {
+        /* Public keys only: an HMAC secret cannot come from a JWKS. */
+        if (!has_alg)
+            bits = MB_ALGBIT_RS256;
+        if (bits & MB_ALGBIT_HS256) {
+            snprintf(err, errlen, "JWT_ALG with JWT_JWKS_URL must list RS* or ES* algorithms only");
+            return -1;
+        }
+        bool https = strncmp(jwks, "https://", 8) == 0;
+        bool local = strncmp(jwks, "http://127.0.0.1:", 17) == 0 ||
+                     strncmp(jwks, "http://localhost:", 17) == 0 ||
+                     strncmp(jwks, "http://[::1]:", 13) == 0;
+        if (!https && !local) {
+            snprintf(err, errlen, "JWT_JWKS_URL must be https:// (http:// only on loopback)");
+            return -1;
+        }
+        cfg->jwks_url = strdup(jwks);
+        cfg->jwt_alg = MB_ALG_RS256;
+        cfg->jwt_algs = bits;
+        return 0;
+    }
+    if (!has_alg || bits == MB_ALGBIT_HS256) {
+        cfg->jwt_alg = MB_ALG_HS256;
+        cfg->jwt_algs = MB_ALGBIT_HS256;
+        const char *secret = getenv("JWT_SECRET");
+        if (secret == NULL || strlen(secret) < 32) {
+            snprintf(err, errlen, "JWT_SECRET must be set (at least 32 bytes) for HS256");
+            return -1;
+        }
+        cfg->jwt_key = (unsigned char *)strdup(secret);
+        cfg->jwt_key_len = strlen(secret);
+        return 0;
+    }
+    if (bits & MB_ALGBIT_HS256) {
+        snprintf(err, errlen, "JWT_ALG: HS256 cannot be combined with public-key algorithms");
+        return -1;
+    }
+    cfg->jwt_alg = MB_ALG_RS256;
+    cfg->jwt_algs = bits;
+    const char *path = getenv("JWT_PUBLIC_KEY_FILE");
+    if (path == NULL || (cfg->jwt_key = read_file(path, &cfg->jwt_key_len)) == NULL) {
+        snprintf(err, errlen, "JWT_PUBLIC_KEY_FILE must name a readable PEM file for %s", alg);
+        return -1;
+    }
+    return 0;
+}
+
 int mb_config_load(mb_config *cfg, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -118,27 +250,8 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
     cfg->cors_origins = env_dup("CORS_ORIGINS", "");
     cfg->sql_dir = env_dup("MPN_SQL_DIR", MB_DEFAULT_SQL_DIR);
 
-    const char *alg = getenv("JWT_ALG");
-    if (alg == NULL || *alg == '\0' || strcmp(alg, "HS256") == 0) {
-        cfg->jwt_alg = MB_ALG_HS256;
-        const char *secret = getenv("JWT_SECRET");
-        if (secret == NULL || strlen(secret) < 32) {
-            snprintf(err, errlen, "JWT_SECRET must be set (at least 32 bytes) for HS256");
-            return -1;
-        }
-        cfg->jwt_key = (unsigned char *)strdup(secret);
-        cfg->jwt_key_len = strlen(secret);
-    } else if (strcmp(alg, "RS256") == 0) {
-        cfg->jwt_alg = MB_ALG_RS256;
-        const char *path = getenv("JWT_PUBLIC_KEY_FILE");
-        if (path == NULL || (cfg->jwt_key = read_file(path, &cfg->jwt_key_len)) == NULL) {
-            snprintf(err, errlen, "JWT_PUBLIC_KEY_FILE must name a readable PEM file for RS256");
-            return -1;
-        }
-    } else {
-        snprintf(err, errlen, "JWT_ALG must be HS256 or RS256");
+    if (load_identity(cfg, err, errlen) != 0)
         return -1;
-    }
 
     const char *kek = getenv("KEY_ENCRYPTION_KEY");
     if (kek == NULL || *kek == '\0') {
@@ -201,5 +314,7 @@ void mb_config_free(mb_config *cfg)
     free(cfg->kek);
     free(cfg->cors_origins);
     free(cfg->sql_dir);
+    free(cfg->jwks_url);
+    free(cfg->operator_tenant_id);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -7,6 +7,7 @@
 #include "front.h"
 #include "mb_cache.h"
 #include "mb_db.h"
+#include "mb_identity.h"
 #include "mb_metrics.h"
 
 #define SLOTS 97 /* routes + one for unmatched */
@@ -162,6 +163,10 @@ char *mb_metrics_text(size_t *len)
         "# HELP mpn_db_errors_total Database errors (connection and server).\n"
         "# TYPE mpn_db_errors_total counter\nmpn_db_errors_total %llu\n",
         size, in_use, waits, errors);
+    char *identity = mb_identity_metrics(); /* JWKS and revocation (src/identity/) */
+    if (identity != NULL)
+        put(&s, "%s", identity);
+    free(identity);
     *len = s.len;
     return s.buf;
 }

@@ -239,11 +239,12 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         goto done;
     }
     if (!(r->flags & MB_R_PUBLIC)) {
-        mb_err e = mb_token_verify(g_cfg, mb_header(&c, "Authorization"), time(NULL), &c.who);
+        const char *why = NULL;
+        mb_err e = mb_token_verify(g_cfg, mb_header(&c, "Authorization"), time(NULL), &c.who, &why);
         if (e != MB_OK) {
             mb_set_header(&c, "WWW-Authenticate", "Bearer");
-            mb_reply_problem(&c, MB_E_UNAUTHENTICATED,
-                             "Send a valid bearer token in the Authorization header.");
+            mb_reply_problem(&c, MB_E_UNAUTHENTICATED, "%s",
+                             why ? why : "Send a valid bearer token in the Authorization header.");
             goto done;
         }
     }
@@ -334,6 +335,8 @@ int mb_serve(const mb_config *cfg)
     raise_fd_limit();
     mb_token_cache_init();
     mb_cache_init((size_t)cfg->cache_mb * 1024 * 1024);
+    if (mb_identity_start(cfg) != 0)
+        return 1;
 
     sigset_t set;
     sigemptyset(&set);
@@ -419,6 +422,7 @@ int mb_serve(const mb_config *cfg)
                       atomic_load(&in_flight), cfg->shutdown_grace_s);
     ulfius_stop_framework(&inst);
     ulfius_clean_instance(&inst);
+    mb_identity_stop();
     mb_token_cache_free();
     mb_cache_free();
     y_log_message(Y_LOG_LEVEL_INFO, "stopped");

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mb_identity.h"
 #include "mb_token_cache.h"
 
 /* Verified tokens. A client sends the same bearer token with every request
@@ -12,7 +13,9 @@
  * signature) took a tenth of the service's CPU on the read endpoints. A token
  * whose exact bytes passed mb_auth_verify is remembered with its caller until
  * its exp; nothing else about a token can change its verdict (the keys and
- * claims wanted are fixed at start; nbf and iat only move into the past).
+ * claims wanted are fixed at start; nbf and iat only move into the past),
+ * except a JWKS key set that changed (entries of an older key set are checked
+ * again) and a revocation, checked on every request, hit or miss.
  * Past exp, mb_auth_verify decides again (it allows some clock skew).
  * Direct-mapped: a slot per token hash, allocated on first use (a few hundred
  * bytes each, a token's size), locks striped over the slots. */
@@ -23,6 +26,7 @@
 typedef struct {
     size_t len, cap;
     long long exp;
+    unsigned long keys_gen; /* mb_jwks_generation() when verified */
     mb_principal who;
     char token[]; /* cap bytes */
 } token_entry;
@@ -80,8 +84,8 @@ static long long token_exp(const char *token, size_t len)
     return out;
 }
 
-mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t now,
-                       mb_principal *who)
+static mb_err cached_verify(const mb_config *cfg, const char *authorization, time_t now,
+                            mb_principal *who, const char **why)
 {
     const char *token = NULL;
     size_t len = 0;
@@ -90,19 +94,20 @@ mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t n
         len = strlen(token);
     }
     if (token == NULL || len == 0 || len > TOKEN_CACHE_MAX)
-        return mb_auth_verify(cfg, authorization, now, who);
+        return mb_auth_check(cfg, authorization, now, who, why);
+    unsigned long gen = mb_jwks_generation();
     uint32_t slot = fnv1a(token, len) % TOKEN_SLOTS;
     pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
     pthread_mutex_lock(mu);
     token_entry *t = token_cache[slot];
-    bool hit =
-        t != NULL && t->len == len && (long long)now < t->exp && memcmp(t->token, token, len) == 0;
+    bool hit = t != NULL && t->len == len && (long long)now < t->exp && t->keys_gen == gen &&
+               memcmp(t->token, token, len) == 0;
     if (hit)
         *who = t->who;
     pthread_mutex_unlock(mu);
     if (hit)
         return MB_OK;
-    mb_err e = mb_auth_verify(cfg, authorization, now, who);
+    mb_err e = mb_auth_check(cfg, authorization, now, who, why);
     if (e != MB_OK)
         return e;
     long long exp = token_exp(token, len);
@@ -121,10 +126,27 @@ mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t n
         memcpy(t->token, token, len);
         t->len = len;
         t->exp = exp;
+        t->keys_gen = gen;
         t->who = *who;
     }
     pthread_mutex_unlock(mu);
     return MB_OK;
+}
+
+mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t now,
+                       mb_principal *who, const char **why)
+{
+    const char *reason = NULL;
+    mb_err e = cached_verify(cfg, authorization, now, who, &reason);
+    if (e == MB_OK && mb_revoked(who->tid, who->sub, who->iat)) {
+        memset(who, 0, sizeof(*who));
+        reason = "The token has been revoked (its user was removed, lost a role, or had their "
+                 "tokens revoked): get a new one.";
+        e = MB_E_UNAUTHENTICATED;
+    }
+    if (why != NULL)
+        *why = reason;
+    return e;
 }
 
 void mb_token_cache_init(void)

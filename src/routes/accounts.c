@@ -456,6 +456,23 @@ static void user_get(mb_ctx *c)
 static const char only_ga_grants[] =
     "Only a Global admin can grant or remove the global_admin role. Ask your Global admin.";
 
+/* Issue 11 (DESIGN §4b): a caller grants or removes only roles it holds
+ * itself; a Global admin grants and removes any partner role. changed: the
+ * roles granted or removed. Answers 403 and returns false otherwise. */
+static bool role_grant_ok(mb_ctx *c, unsigned changed)
+{
+    unsigned foreign = changed & ~c->who.roles;
+    if ((c->who.roles & MB_ROLE_GLOBAL_ADMIN) || foreign == 0)
+        return true;
+    char names[128];
+    roles_json(foreign, names, sizeof(names));
+    mb_reply_problem(c, MB_E_FORBIDDEN_ROLE,
+                     "You can grant or remove only roles you hold yourself; not %s. Ask your "
+                     "Global admin.",
+                     names);
+    return false;
+}
+
 static void user_create(mb_ctx *c)
 {
     static const char *const known[] = {"email", "display_name", "roles", NULL};
@@ -478,6 +495,10 @@ static void user_create(mb_ctx *c)
     if ((roles & MB_ROLE_GLOBAL_ADMIN) && !(c->who.roles & MB_ROLE_GLOBAL_ADMIN)) {
         json_decref(body);
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", only_ga_grants);
+        return;
+    }
+    if (!role_grant_ok(c, roles)) {
+        json_decref(body);
         return;
     }
     char rj[128];
@@ -596,6 +617,10 @@ static void user_update(mb_ctx *c)
     if (was_ga != is_ga && !(c->who.roles & MB_ROLE_GLOBAL_ADMIN)) {
         json_decref(body);
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", only_ga_grants);
+        return;
+    }
+    if (roles_present && !role_grant_ok(c, roles ^ old_roles)) {
+        json_decref(body);
         return;
     }
     bool others = true;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mb_http.h"
+#include "mb_identity.h"
 #include "mb_metrics.h"
 
 extern const unsigned char mb_openapi_yaml[];
@@ -17,7 +18,9 @@ static void healthz(mb_ctx *c)
 
 static void readyz(mb_ctx *c)
 {
-    if (mb_db_ready())
+    if (!mb_jwks_ready()) /* JWKS mode: no signing key fetched yet */
+        mb_reply_problem(c, MB_E_UNAVAILABLE, "No signing key fetched from JWT_JWKS_URL yet.");
+    else if (mb_db_ready())
         mb_reply_json(c, 200, "{\"status\":\"ok\"}", 15);
     else
         mb_reply_err(c, MB_E_UNAVAILABLE);

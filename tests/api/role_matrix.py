@@ -130,4 +130,7 @@ ROWS: list[Row] = [
     Row("GET", "/v1/admin/activations", OPERATE),
     Row("POST", "/v1/admin/activations/{activationId}/complete", OPERATE),
     Row("POST", "/v1/admin/activations/{activationId}/reject", OPERATE),
+    # --- token revocation (issue 11, DESIGN §4b) ---------------------------------------------------
+    Row("POST", P + "/users/{userId}/revoke-tokens", MANAGE_USERS),
+    Row("POST", "/v1/admin/partners/{partnerId}/revoke-tokens", OPERATE),
 ]

@@ -32,7 +32,8 @@ def test_purchase_user_change_and_deletion_carry_the_request_id():
                             headers={"X-Request-Id": ids["buy"]})
     assert r.status_code == 201
     purchase_id = r.json()["id"]
-    r = p.client("ua").post(users_url(p.id), json=user_body(roles=["admin_agent"]),
+    # a User admin grants only roles it holds (issue 11)
+    r = p.client("ua").post(users_url(p.id), json=user_body(roles=["user_admin"]),
                             headers={"X-Request-Id": ids["create"]})
     assert r.status_code == 201
     uid = r.json()["id"]
@@ -49,10 +50,10 @@ def test_purchase_user_change_and_deletion_carry_the_request_id():
     created = by_rid[ids["create"]]
     assert (created["action"], created["actor"], created["target"]) == (
         "user.created", p.users["ua"], {"type": "user", "id": uid})
-    assert created["details"]["roles"] == ["admin_agent"]
+    assert created["details"]["roles"] == ["user_admin"]
     updated = by_rid[ids["update"]]
     assert (updated["action"], updated["actor"]) == ("user.updated", p.users["ga"])
-    assert updated["details"]["roles"] == {"from": ["admin_agent"], "to": ["mpn_partner_admin"]}
+    assert updated["details"]["roles"] == {"from": ["user_admin"], "to": ["mpn_partner_admin"]}
     deleted = by_rid[ids["delete"]]
     assert (deleted["action"], deleted["target"]) == ("user.deleted", {"type": "user", "id": uid})
     assert deleted["details"]["released_seats"] == []

@@ -387,6 +387,23 @@ recipe("POST", "/v1/admin/activations/{activationId}/reject")(
                        {"reason": "Role matrix: not this time."}))
 
 
+# token revocation (issue 11): a throwaway user, and a throwaway partner (revoking the world's
+# partner would refuse every caller's token from then on)
+@recipe("POST", P + "/users/{userId}/revoke-tokens")
+def _(w, who):
+    t = w.tag()
+    victim = db_val("INSERT INTO users (partner_id, email, display_name) VALUES (%s, %s, %s) "
+                    "RETURNING id::text", w.partner, f"revoked-{t}@fresh.example", f"Revoked {t}")
+    return Req(pp(w, f"/users/{victim}/revoke-tokens"), {})
+
+
+@recipe("POST", "/v1/admin/partners/{partnerId}/revoke-tokens")
+def _(w, who):
+    from fresh_partner import _insert_partner
+    other = _insert_partner("partner_center", "gold", False, f"rm-{w.tag()}@fresh.example")
+    return Req(f"/v1/admin/partners/{other}/revoke-tokens", {})
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 
 def _send(c: Client, method: str, req: Req):

@@ -51,6 +51,7 @@ def body_for(method: str, path: str, ids: dict) -> dict | None:
                                        "email": f"intruder-{t}@a.example",
                                        "phone": "+14255550199", "preferred_language": "en-US"},
         ("POST", "support-requests"): {"type": "on_premises", "description": "from A"},
+        ("POST", "revoke-tokens"): {},  # issue 11
     }
     assert (method, tail) in bodies, (f"{method} {path}: add a valid body to "
                                       "test_tenant_isolation.body_for")
