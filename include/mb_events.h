@@ -37,4 +37,21 @@ void mb_feed_client(int delta);
 /* Appends the events gauges (Prometheus text) to buf; returns the length. */
 size_t mb_events_metrics(char *buf, size_t cap);
 
+/* Webhooks. */
+#include <sys/socket.h>
+#define MB_WEBHOOK_URL_MAX 2048
+/* Checks a webhook URL (https unless WEBHOOK_ALLOW_HTTP=1, a host, at most
+ * 2 KB, no literal loopback/private/link-local address unless
+ * WEBHOOK_ALLOW_PRIVATE=1); false with the reason in why. */
+bool mb_webhook_url_ok(const char *url, char *why, size_t whylen);
+/* True when deliveries must not connect to this address (loopback, private,
+ * link-local, unspecified, multicast; unless WEBHOOK_ALLOW_PRIVATE=1). */
+bool mb_addr_blocked(const struct sockaddr *sa);
+bool mb_webhook_allow_http(void);
+
+/* The delivery worker (webhooks, mail) and the scheduler: background threads
+ * on the pool; they never call into src/http/. */
+int mb_worker_start(const char *kek);
+void mb_worker_stop(void);
+
 #endif

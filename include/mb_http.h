@@ -164,6 +164,7 @@ extern const mb_route mb_routes_seats[];
 extern const mb_route mb_routes_activation[];
 extern const mb_route mb_routes_marketing[];
 extern const mb_route mb_routes_refund[];
+extern const mb_route mb_routes_events[];
 
 /* Paging query parameters (limit, cursor): answers 422 and returns false when
  * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */

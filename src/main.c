@@ -11,6 +11,7 @@
 #include "mb_auth.h"
 #include "mb_config.h"
 #include "mb_db.h"
+#include "mb_events.h"
 #include "mb_http.h"
 
 static void usage(void)
@@ -241,8 +242,13 @@ int main(int argc, char **argv)
         if (mb_pool_init(cfg.database_url, cfg.pool_size) != 0) {
             fprintf(stderr, "mpn-benefits: out of memory\n");
             rc = 1;
+        } else if (mb_feed_start(cfg.database_url) != 0) {
+            fprintf(stderr, "mpn-benefits: cannot start the event feed\n");
+            mb_pool_close();
+            rc = 1;
         } else {
             rc = mb_serve(&cfg);
+            mb_feed_stop();
             mb_pool_close();
         }
         y_close_logs();

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mb_db.h"
+#include "mb_events.h"
 #include "mb_metrics.h"
 
 #define SLOTS 97 /* routes + one for unmatched */
@@ -127,6 +128,9 @@ char *mb_metrics_text(size_t *len)
         "# HELP mpn_db_errors_total Database errors (connection and server).\n"
         "# TYPE mpn_db_errors_total counter\nmpn_db_errors_total %llu\n",
         size, in_use, waits, errors);
+    char events[1024];
+    if (mb_events_metrics(events, sizeof(events)) > 0)
+        put(&s, "%s", events);
     *len = s.len;
     return s.buf;
 }

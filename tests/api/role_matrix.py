@@ -131,3 +131,9 @@ ROWS: list[Row] = [
     Row("POST", "/v1/admin/activations/{activationId}/complete", OPERATE),
     Row("POST", "/v1/admin/activations/{activationId}/reject", OPERATE),
 ]
+
+# --- events and webhooks (issue 12, DESIGN §4b) ----------------------------------------------------
+EVENTS = frozenset({GA, PA, OP})                 # the event feed: GA, PA; the operator reads all
+ROWS += [
+    Row("GET", P + "/events", EVENTS, note="DESIGN §4b: global_admin, mpn_partner_admin, operator"),
+]

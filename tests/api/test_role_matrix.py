@@ -387,6 +387,10 @@ recipe("POST", "/v1/admin/activations/{activationId}/reject")(
                        {"reason": "Role matrix: not this time."}))
 
 
+# events and webhooks (issue 12)
+recipe("GET", P + "/events")(lambda w, who: Req(pp(w, "/events"), params={"limit": 5}))
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 
 def _send(c: Client, method: str, req: Req):
