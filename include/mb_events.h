@@ -53,5 +53,7 @@ bool mb_webhook_allow_http(void);
  * on the pool; they never call into src/http/. */
 int mb_worker_start(const char *kek);
 void mb_worker_stop(void);
+int mb_scheduler_start(void);
+void mb_scheduler_stop(void);
 
 #endif

@@ -74,6 +74,8 @@ BEGIN
         SELECT doc INTO d FROM support_request_docs WHERE id = p_subject_id::uuid;
     ELSIF p_subject_type = 'marketing_contact' THEN
         SELECT doc INTO d FROM marketing_contact_docs WHERE partner_id = p_subject_id::uuid;
+    ELSIF p_subject_type = 'webhook' THEN
+        SELECT doc INTO d FROM webhook_docs WHERE id = p_subject_id::uuid;
     END IF;
     d := COALESCE(d, p_extra);
     IF d IS NULL THEN
@@ -89,3 +91,154 @@ BEGIN
     RETURN n;
 END
 $$;
+
+-- Webhooks (DESIGN §4b). The secret is stored encrypted under
+-- KEY_ENCRYPTION_KEY (like the license keys), so a dump alone does not reveal
+-- it; during a rotation the previous one keeps signing until old_until.
+CREATE TABLE webhooks (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    partner_id uuid NOT NULL REFERENCES partners (id) ON DELETE CASCADE,
+    url text NOT NULL CHECK (length(url) <= 2048),
+    event_types text[] NOT NULL DEFAULT '{}',
+    description text NOT NULL DEFAULT '' CHECK (length(description) <= 500),
+    enabled boolean NOT NULL DEFAULT true,
+    disabled_reason text,
+    secret_enc bytea NOT NULL,
+    old_secret_enc bytea,
+    old_until timestamptz,
+    -- the Idempotency-Key of the request that created it / last rotated its
+    -- secret: a retry of that request answers the same secret again
+    create_key text,
+    rotate_key text,
+    -- since when every delivery failed (NULL after a success)
+    failing_since timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (partner_id, create_key)
+);
+CREATE INDEX webhooks_partner_idx ON webhooks (partner_id) WHERE enabled;
+
+-- One row per (event, webhook): the outbox's fan-out, written with the event.
+CREATE TABLE webhook_deliveries (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    webhook_id uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    partner_id uuid NOT NULL,
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    payload jsonb NOT NULL,
+    status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'failed')),
+    attempts int NOT NULL DEFAULT 0,
+    last_status_code int,
+    last_error text,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_until timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz,
+    UNIQUE (webhook_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at)
+    WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_hook_idx ON webhook_deliveries (webhook_id, created_at);
+
+CREATE VIEW webhook_docs AS
+SELECT w.id, w.partner_id,
+       json_build_object('id', w.id, 'url', w.url, 'event_types', to_json(w.event_types),
+                         'description', w.description, 'enabled', w.enabled,
+                         'disabled_reason', w.disabled_reason,
+                         'secret_rotating_until',
+                         CASE WHEN w.old_until > now() THEN w.old_until END,
+                         'created_at', w.created_at, 'updated_at', w.updated_at) AS doc
+FROM webhooks w;
+
+CREATE VIEW webhook_delivery_docs AS
+SELECT d.id, d.webhook_id, d.partner_id, d.created_at,
+       json_build_object('id', d.id, 'webhook_id', d.webhook_id, 'event_id', d.event_id,
+                         'event_type', d.event_type, 'status', d.status, 'attempts', d.attempts,
+                         'last_status_code', d.last_status_code, 'last_error', d.last_error,
+                         'next_attempt_at', CASE WHEN d.status = 'pending' THEN d.next_attempt_at END,
+                         'created_at', d.created_at, 'delivered_at', d.delivered_at) AS doc
+FROM webhook_deliveries d;
+
+-- Every event goes to each enabled webhook of its partner that wants its type.
+CREATE FUNCTION events_fan_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, partner_id, event_id, event_type, payload)
+    SELECT w.id, NEW.partner_id, event_id(NEW.seq), NEW.type,
+           (SELECT doc FROM event_docs e WHERE e.partner_id = NEW.partner_id AND e.seq = NEW.seq)
+    FROM webhooks w
+    WHERE w.partner_id = NEW.partner_id AND w.enabled
+      AND (w.event_types = '{}' OR NEW.type = ANY (w.event_types));
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_fan_out AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_fan_out();
+
+-- Mail to the marketing contact (R9: "we will email instructions to your
+-- marketing contact"): written by the outbox with the Go-To-Market activation
+-- events, sent by the worker through SMTP_URL with the webhooks' retries.
+CREATE TABLE mail_deliveries (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    partner_id uuid NOT NULL REFERENCES partners (id) ON DELETE CASCADE,
+    event_id text NOT NULL,
+    event_type text NOT NULL,
+    to_addr text NOT NULL,
+    subject text NOT NULL,
+    body text NOT NULL,
+    status text NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'succeeded', 'failed', 'not_sent')),
+    attempts int NOT NULL DEFAULT 0,
+    last_error text,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_until timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    delivered_at timestamptz,
+    UNIQUE (partner_id, event_id)
+);
+CREATE INDEX mail_deliveries_due_idx ON mail_deliveries (next_attempt_at) WHERE status = 'pending';
+
+CREATE FUNCTION one_line(s text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT regexp_replace(COALESCE(s, ''), '[\r\n]+', ' ', 'g')
+$$;
+
+CREATE FUNCTION events_mail() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.type IN ('activation.requested', 'activation.completed', 'activation.rejected')
+       AND NEW.data ->> 'kind' = 'go_to_market' THEN
+        INSERT INTO mail_deliveries (partner_id, event_id, event_type, to_addr, subject, body)
+        SELECT NEW.partner_id, event_id(NEW.seq), NEW.type, one_line(m.email),
+               one_line('Go-To-Market offer "' || pr.name || '" for ' || p.name || ': ' ||
+                        CASE NEW.type WHEN 'activation.requested' THEN 'request received'
+                                      WHEN 'activation.completed' THEN 'activated'
+                                      ELSE 'not approved' END),
+               'Hello,' || E'\n\n' ||
+               CASE NEW.type
+                   WHEN 'activation.requested' THEN
+                       p.name || ' (MPN ID ' || p.mpn_id || ') asked to activate the Go-To-Market offer "'
+                       || pr.name || '". You are the company marketing contact: we will email you the '
+                       || 'instructions once the program team has processed the request.'
+                   WHEN 'activation.completed' THEN
+                       'The Go-To-Market offer "' || pr.name || '" of ' || p.name || ' (MPN ID '
+                       || p.mpn_id || ') is active' ||
+                       COALESCE(' until ' || to_char((NEW.data ->> 'expires_at')::timestamptz
+                                                     AT TIME ZONE 'UTC', 'YYYY-MM-DD'), '') || '.'
+                       || E'\n\nAccess ID: ' || COALESCE(NEW.data ->> 'access_id', '-')
+                       || E'\nContract ID: ' || COALESCE(NEW.data ->> 'contract_id', '-')
+                       || CASE WHEN pr.instructions <> '' THEN E'\n\nInstructions:\n' || pr.instructions
+                               ELSE '' END
+                       || COALESCE(E'\n\n' || pr.portal_url, '')
+                   ELSE
+                       'The request of ' || p.name || ' (MPN ID ' || p.mpn_id
+                       || ') for the Go-To-Market offer "' || pr.name || '" was not approved: '
+                       || COALESCE(NEW.data ->> 'reason', 'no reason given') || '.'
+               END || E'\n\n-- Microsoft Partner Network benefits\n'
+        FROM marketing_contacts m
+        JOIN partners p ON p.id = m.partner_id
+        JOIN benefits b ON b.id = (NEW.data ->> 'benefit_id')::uuid
+        JOIN products pr ON pr.id = b.product_id
+        WHERE m.partner_id = NEW.partner_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_mail AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_mail();
+

@@ -53,7 +53,15 @@ NO_EVENT = {
     "POST /v1/admin/partners": "onboarding: the operator's back office, no partner event type",
     "PATCH /v1/admin/partners/{partnerId}": "the operator's back office, no partner event type",
     "POST /v1/admin/products/{productId}/keys": "a key pool is the operator's, of no partner",
+    f"POST {P}/webhooks": "webhooks are where events go, not partner data that changes",
+    f"PATCH {P}/webhooks/{{webhookId}}": "webhook configuration (audited)",
+    f"DELETE {P}/webhooks/{{webhookId}}": "webhook configuration (audited)",
+    f"POST {P}/webhooks/{{webhookId}}/rotate-secret": "webhook configuration (audited)",
+    f"POST {P}/webhooks/{{webhookId}}/ping": "a test delivery, not an event of the feed",
+    f"POST {P}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/retry": "a delivery, not an event",
 }
+
+SCHEDULED = ("benefit.expiring", "purchase.renewal_open", "purchase.refund_window_closing")
 
 SUBJECT_TYPE = {"user": "user", "purchase": "purchase", "benefit": "benefit", "seat": "benefit",
                 "activation": "activation", "support_request": "support_request",
@@ -90,15 +98,17 @@ def test_every_state_changing_operation_says_which_event_it_writes():
 def test_each_state_change_writes_its_event_once(world, row: Row):
     who = _caller(row)
     req = rm.RECIPES[row.id](world, who)
-    total = db_val("SELECT count(*) FROM events")
+    total = db_val("SELECT count(*) FROM events WHERE type <> ALL (%s)", list(SCHEDULED))
     before = _last(world.partner)
     r = rm._send(world.clients[who], row.method, req)
     assert r.status_code == req.expect, r.text[:300]
-    new = _events(world.partner, before)
+    # the scheduler may write a scheduled event meanwhile (a recipe moved a term end)
+    new = [e for e in _events(world.partner, before) if e["type"] not in SCHEDULED]
     want = EVENT_OF.get(row.id)
     if want is None:
         assert new == [], f"{row.id} wrote events: {[e['type'] for e in new]}"
-        assert db_val("SELECT count(*) FROM events") == total
+        assert db_val("SELECT count(*) FROM events WHERE type <> ALL (%s)",
+                      list(SCHEDULED)) == total
         return
     assert [e["type"] for e in new] == [want], f"{row.id}: {[e['type'] for e in new]}"
     ev = new[0]["doc"]
