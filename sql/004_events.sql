@@ -84,6 +84,14 @@ BEGIN
     INSERT INTO event_counters AS c (partner_id, last_seq) VALUES (p_partner, 1)
     ON CONFLICT (partner_id) DO UPDATE SET last_seq = c.last_seq + 1
     RETURNING last_seq INTO n;
+    -- A scheduled event is written once per occasion, however many processes
+    -- try: under the counter's lock, one that committed first is seen here
+    -- (and the unique index stops anything that slips past).
+    IF p_occasion IS NOT NULL AND EXISTS (SELECT 1 FROM events WHERE partner_id = p_partner
+                                          AND type = p_type AND occasion = p_occasion) THEN
+        UPDATE event_counters SET last_seq = last_seq - 1 WHERE partner_id = p_partner;
+        RETURN NULL;
+    END IF;
     INSERT INTO events (partner_id, seq, type, subject_type, subject_id, data, request_id, occasion)
     VALUES (p_partner, n, p_type, p_subject_type, p_subject_id, d, p_request_id, p_occasion);
     -- Delivered at commit only: listeners wake for committed events.
@@ -242,3 +250,30 @@ END
 $$;
 CREATE TRIGGER events_mail AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_mail();
 
+-- Scheduled events (DESIGN §4b): what is due now, one row per occasion not yet
+-- written. The scheduler (src/events/scheduler.c) writes each with emit_event.
+CREATE VIEW scheduled_event_candidates AS
+SELECT b.partner_id, 'benefit.expiring'::text AS type, 'benefit'::text AS subject_type,
+       b.id::text AS subject_id, 'expiring:' || b.id || ':' || x.at AS occasion
+FROM benefits b
+JOIN purchases pu ON pu.id = b.purchase_id
+CROSS JOIN LATERAL (SELECT LEAST(COALESCE(b.expires_at, pu.term_end), pu.term_end) AS at) x
+WHERE b.status IN ('available', 'pending', 'active') AND pu.status = 'active'
+  AND x.at > now() AND x.at <= now() + interval '30 days'
+UNION ALL
+SELECT pu.partner_id, 'purchase.renewal_open', 'purchase', pu.id::text,
+       'renewal_open:' || pu.id || ':' || pu.term_end
+FROM purchases pu
+WHERE pu.status = 'active' AND pu.term_end > now() AND pu.term_end <= now() + interval '90 days'
+UNION ALL
+SELECT pu.partner_id, 'purchase.refund_window_closing', 'purchase', pu.id::text,
+       'refund_window_closing:' || pu.id || ':' || pu.purchased_at
+FROM purchases pu
+WHERE pu.status = 'active' AND pu.term_end > now()
+  AND pu.purchased_at + interval '30 days' > now()
+  AND pu.purchased_at + interval '27 days' <= now()
+  -- still eligible (R10): no software key handed out
+  AND NOT EXISTS (SELECT 1 FROM license_keys lk JOIN benefits b ON b.id = lk.benefit_id
+                  WHERE b.purchase_id = pu.id AND b.category = 'software')
+  AND NOT EXISTS (SELECT 1 FROM key_reveals kr JOIN benefits b ON b.id = kr.benefit_id
+                  WHERE b.purchase_id = pu.id AND b.category = 'software');

@@ -23,7 +23,7 @@
 
 typedef struct {
     CURL *h;
-    bool mail; /* a mail_deliveries row, else a webhook delivery */
+    bool mail;   /* a mail_deliveries row, else a webhook delivery */
     size_t sent; /* of body, for a mail's upload */
     struct curl_slist *headers;
     char id[40];
@@ -365,8 +365,8 @@ static int claim_mail(CURLM *multi, job **slots, int n)
         j->mail = true;
         snprintf(j->id, sizeof(j->id), "%s", PQgetvalue(r, i, 0));
         j->attempts = atoi(PQgetvalue(r, i, 5));
-        j->body = mail_message(from, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-                               PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
+        j->body = mail_message(from, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+                               PQgetvalue(r, i, 4));
         j->h = curl_easy_init();
         char rcpt[320];
         snprintf(rcpt, sizeof(rcpt), "<%s>", PQgetvalue(r, i, 1));
@@ -431,8 +431,8 @@ static void record_mail(job *j, CURLcode rc)
                        "next_attempt_at = now() + $5::interval "
                        "WHERE id = $1::uuid AND status = 'pending'",
                        5, p);
-        y_log_message(Y_LOG_LEVEL_WARNING, "mail: attempt %d of %s failed: %s", j->attempts,
-                      j->id, error);
+        y_log_message(Y_LOG_LEVEL_WARNING, "mail: attempt %d of %s failed: %s", j->attempts, j->id,
+                      error);
     }
     mb_db_release(&db);
     if (e != MB_OK)
@@ -522,11 +522,14 @@ int mb_worker_start(const char *key)
         return -1;
     }
     running = true;
+    if (mb_scheduler_start() != 0)
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the scheduler");
     return 0;
 }
 
 void mb_worker_stop(void)
 {
+    mb_scheduler_stop();
     atomic_store(&stop_flag, true);
     if (running)
         pthread_join(thread, NULL);
