@@ -14,7 +14,7 @@ from email.header import decode_header, make_header
 import pytest
 
 from fresh_partner import GOLD_CORE, fresh_partner, set_contact
-from helpers import BASE, Client, db_val, idem, operator_token, token
+from helpers import BASE, Client, db_all, db_val, idem, operator_token, spawn_server, token
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="python3-aiosmtpd (scripts/lib.sh)")
 
@@ -147,3 +147,19 @@ def test_no_mail_without_a_go_to_market_offer_or_contact():
                 json={"display_name": "No mail"})
     assert r.status_code == 200
     assert db_val("SELECT count(*) FROM mail_deliveries WHERE partner_id = %s", f.partner) == 0
+
+
+def test_without_smtp_url_mails_are_recorded_as_not_sent_and_logged():
+    f = fresh_partner()
+    set_contact(f)
+    _request(f, GOLD_CORE)
+    with spawn_server(env_overrides={"SMTP_URL": None}) as s:
+        end = time.time() + 60
+        while time.time() < end and db_val("SELECT status FROM mail_deliveries WHERE "
+                                           "partner_id = %s", f.partner) != "not_sent":
+            time.sleep(0.1)
+        row = db_all("SELECT status, last_error FROM mail_deliveries WHERE partner_id = %s",
+                     f.partner)
+        assert row == [("not_sent", "SMTP_URL is not set")]
+        time.sleep(0.5)
+        assert f"mail: not sent (SMTP_URL is not set)" in s.log() and f.partner in s.log()

@@ -357,3 +357,107 @@ def test_sigkill_during_deliveries_loses_nothing():
         assert len(set(rec.ids())) == 120
     finally:
         rec.close()
+
+
+def test_the_address_connected_to_is_checked_on_every_attempt():
+    """A name (not a literal address) passes the URL check and resolves to loopback: a process
+    without WEBHOOK_ALLOW_PRIVATE refuses to connect and records why. The test service (which
+    allows private addresses for the other tests) shares the queue, so two such processes run
+    to take most attempts; the refusal must show in the delivery at least once over its 8
+    attempts (both kinds of process fail this receiver, which always answers 500)."""
+    rec = Receiver(plan=lambda n: 500)
+    try:
+        f = fresh_partner()
+        port = rec.url.split(":")[2].split("/")[0]
+        wid = db_val("INSERT INTO webhooks (partner_id, url, event_types, secret_enc) VALUES "
+                     "(%s, %s, '{user.updated}', pgp_sym_encrypt('whsec_' || "
+                     "encode(gen_random_bytes(32), 'base64'), %s)) RETURNING id::text",
+                     f.partner, f"http://localhost:{port}/x", os.environ["KEY_ENCRYPTION_KEY"])
+        strict = {"WEBHOOK_ALLOW_PRIVATE": "0"}
+        with spawn_server(env_overrides=strict), spawn_server(env_overrides=strict):
+            _burst(f, 1)
+            seen = set()
+            end = time.time() + 90
+            while time.time() < end:
+                seen.add(db_val("SELECT last_error FROM webhook_deliveries WHERE webhook_id = %s",
+                                wid))
+                if db_val("SELECT status FROM webhook_deliveries WHERE webhook_id = %s",
+                          wid) == "failed":
+                    break
+                time.sleep(0.05)
+        assert "the address is loopback, private or link-local" in seen, seen
+    finally:
+        rec.close()
+
+
+def test_a_huge_answer_is_not_read_to_its_end():
+    """A receiver that answers 200 with 20 MB: the delivery succeeds, the service reads at
+    most 64 KB of it."""
+    rec = Receiver()
+    big = b"x" * (20 * 1024 * 1024)
+
+    class Big(rec.srv.RequestHandlerClass):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with rec.lock:
+                rec.got.append(({k.lower(): v for k, v in self.headers.items()}, b""))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(big)))
+            self.end_headers()
+            try:
+                self.wfile.write(big)
+            except OSError:
+                pass  # the service hung up early: what we want
+
+    rec.srv.RequestHandlerClass = Big
+    try:
+        f, c, w = _setup(rec.url, event_types=["user.updated"])
+        _rename(f, c, "Big answer")
+        rec.wait(lambda: db_val("SELECT status FROM webhook_deliveries WHERE webhook_id = %s",
+                                w["id"]) == "succeeded", "success")
+        assert len(rec.ids()) == 1
+    finally:
+        rec.close()
+
+
+def test_the_worker_command_runs_the_delivery_alone_and_stops_cleanly():
+    """`mpn-benefits worker` (no HTTP): with WEBHOOK_ALLOW_PRIVATE=0 its attempts at a loopback
+    receiver are refused, which shows it is the one at work; SIGTERM stops it with exit 0."""
+    import subprocess
+    rec = Receiver(plan=lambda n: 500)
+    log_path = os.path.join(os.environ["MB_LOG_DIR"], f"service-worker-{os.getpid()}.log")
+    env = dict(os.environ, WEBHOOK_ALLOW_PRIVATE="0")
+    procs = []
+    with open(log_path, "ab") as logf:
+        # two of them, so that the test service's own worker takes few of the attempts
+        for _ in range(2):
+            procs.append(subprocess.Popen([os.environ["MB_BIN"], "worker"], env=env, stdout=logf,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                          start_new_session=True))
+    try:
+        f = fresh_partner()
+        port = rec.url.split(":")[2].split("/")[0]
+        wid = db_val("INSERT INTO webhooks (partner_id, url, event_types, secret_enc) VALUES "
+                     "(%s, %s, '{user.updated}', pgp_sym_encrypt('whsec_' || "
+                     "encode(gen_random_bytes(32), 'base64'), %s)) RETURNING id::text",
+                     f.partner, f"http://localhost:{port}/x", os.environ["KEY_ENCRYPTION_KEY"])
+        _burst(f, 1)
+        seen = set()
+        end = time.time() + 90
+        while time.time() < end and "the address is loopback, private or link-local" not in seen:
+            seen.add(db_val("SELECT last_error FROM webhook_deliveries WHERE webhook_id = %s",
+                            wid))
+            if db_val("SELECT status FROM webhook_deliveries WHERE webhook_id = %s",
+                      wid) == "failed":
+                break
+            time.sleep(0.05)
+        assert "the address is loopback, private or link-local" in seen, seen
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        rcs = [p.wait(30) for p in procs]
+        rec.close()
+    assert rcs == [0, 0]
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read()
+    assert "AddressSanitizer" not in text and "runtime error" not in text, text[-2000:]
