@@ -277,3 +277,12 @@ WHERE pu.status = 'active' AND pu.term_end > now()
                   WHERE b.purchase_id = pu.id AND b.category = 'software')
   AND NOT EXISTS (SELECT 1 FROM key_reveals kr JOIN benefits b ON b.id = kr.benefit_id
                   WHERE b.purchase_id = pu.id AND b.category = 'software');
+
+CREATE VIEW mail_delivery_docs AS
+SELECT m.id, m.partner_id, m.status, m.created_at,
+       json_build_object('id', m.id, 'partner_id', m.partner_id, 'event_id', m.event_id,
+                         'event_type', m.event_type, 'to', m.to_addr, 'subject', m.subject,
+                         'status', m.status, 'attempts', m.attempts, 'last_error', m.last_error,
+                         'next_attempt_at', CASE WHEN m.status = 'pending' THEN m.next_attempt_at END,
+                         'created_at', m.created_at, 'delivered_at', m.delivered_at) AS doc
+FROM mail_deliveries m;

@@ -150,3 +150,6 @@ ROWS += [
     Row("GET", WH + "/deliveries", WEBHOOKS),
     Row("POST", WH + "/deliveries/{deliveryId}/retry", WEBHOOKS),
 ]
+ROWS += [
+    Row("GET", "/v1/admin/mail-deliveries", OPERATE),
+]

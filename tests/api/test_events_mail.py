@@ -14,7 +14,8 @@ from email.header import decode_header, make_header
 import pytest
 
 from fresh_partner import GOLD_CORE, fresh_partner, set_contact
-from helpers import BASE, Client, db_all, db_val, idem, operator_token, spawn_server, token
+from helpers import (BASE, Client, assert_problem, db_all, db_val, idem, operator_token,
+                     spawn_server, token)
 
 aiosmtpd = pytest.importorskip("aiosmtpd.controller", reason="python3-aiosmtpd (scripts/lib.sh)")
 
@@ -162,4 +163,23 @@ def test_without_smtp_url_mails_are_recorded_as_not_sent_and_logged():
                      f.partner)
         assert row == [("not_sent", "SMTP_URL is not set")]
         time.sleep(0.5)
-        assert f"mail: not sent (SMTP_URL is not set)" in s.log() and f.partner in s.log()
+        assert "mail: not sent (SMTP_URL is not set)" in s.log() and f.partner in s.log()
+    # and the operator sees it (through the contract)
+    op = Client(BASE, operator_token())
+    items, cursor = [], None
+    while True:
+        r = op.get("/v1/admin/mail-deliveries",
+                   params={"status": "not_sent", "limit": 50, **({"cursor": cursor} if cursor
+                                                                  else {})})
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if not cursor:
+            break
+    mine = [m for m in items if m["partner_id"] == f.partner]
+    assert len(mine) == 1 and mine[0]["last_error"] == "SMTP_URL is not set"
+    assert mine[0]["to"] == f"marketing-{f.partner[:8]}@fresh.example"
+    assert all(m["status"] == "not_sent" for m in items)
+    assert_problem(op.get("/v1/admin/mail-deliveries", params={"status": "lost"}), 422,
+                   "validation-failed")
+    op.close()

@@ -430,6 +430,10 @@ def _(w, who):
     return Req(pp(w, f"/webhooks/{wid}/deliveries/{_delivery(w, wid)}/retry"), {}, expect=202)
 
 
+recipe("GET", "/v1/admin/mail-deliveries")(
+    lambda w, who: Req("/v1/admin/mail-deliveries", params={"limit": 5}))
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 
 def _send(c: Client, method: str, req: Req):
