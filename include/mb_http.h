@@ -165,6 +165,10 @@ extern const mb_route mb_routes_activation[];
 extern const mb_route mb_routes_marketing[];
 extern const mb_route mb_routes_refund[];
 extern const mb_route mb_routes_identity[]; /* issue 11: revoke-tokens */
+extern const mb_route mb_routes_events[];
+extern const mb_route mb_routes_webhooks[];
+extern const mb_route mb_routes_webhook_deliveries[];
+extern const mb_route mb_routes_mail_deliveries[];
 
 /* Paging query parameters (limit, cursor): answers 422 and returns false when
  * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */

@@ -103,6 +103,9 @@ MB_PKGS_TEST="$MB_PKGS_TEST python3-hypothesis python3-jsonschema"
 MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
 # Identity (issue 11): Rhonabwy reads JWKS keys, libcurl fetches the JWKS.
 MB_PKGS_BUILD="$MB_PKGS_BUILD librhonabwy-dev libcurl4-gnutls-dev"
+# Issue 12 (events): libcurl for webhook and mail delivery (the GnuTLS flavour: libulfius-dev
+# depends on it), and a local SMTP sink for the mail tests.
+MB_PKGS_TEST="$MB_PKGS_TEST python3-aiosmtpd"
 
 # --- build ----------------------------------------------------------------------------------
 
@@ -137,6 +140,17 @@ mb_test_env() {
 	mb_dev_env
 	export CORS_ORIGINS=${CORS_ORIGINS:-http://localhost:3000}
 	export DB_POOL_SIZE=${DB_POOL_SIZE:-4}
+	# Issue 12: webhook receivers of the tests listen on 127.0.0.1 over plain http, and the
+	# test-only retry schedule and claim lease (README, Webhooks) keep the waits short.
+	export WEBHOOK_ALLOW_PRIVATE=${WEBHOOK_ALLOW_PRIVATE:-1} WEBHOOK_ALLOW_HTTP=${WEBHOOK_ALLOW_HTTP:-1}
+	export WEBHOOK_RETRY_SCHEDULE=${WEBHOOK_RETRY_SCHEDULE:-1,1,1,2,2,2,2}
+	export WEBHOOK_CLAIM_SECONDS=${WEBHOOK_CLAIM_SECONDS:-12} SCHEDULER_INTERVAL_SECONDS=${SCHEDULER_INTERVAL_SECONDS:-1}
+	# The mail tests start their SMTP sink (python3-aiosmtpd) on this port when they need it.
+	if [ -z "${SMTP_URL:-}" ]; then
+		SMTP_URL=smtp://127.0.0.1:$(free_port)
+		export SMTP_URL
+	fi
+	export MAIL_FROM=${MAIL_FROM:-benefits@mpn.example}
 }
 
 # mb_service_url URL : the same database as the superuser URL URL, as the service's own role

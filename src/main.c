@@ -2,6 +2,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include "mb_auth.h"
 #include "mb_config.h"
 #include "mb_db.h"
+#include "mb_events.h"
 #include "mb_http.h"
 #include "mb_log.h"
 
@@ -19,6 +22,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: mpn-benefits <command>\n"
             "  serve                      run the HTTP service\n"
+            "  worker                     run only the delivery worker (webhooks, mail)\n"
             "  migrate                    apply the numbered SQL files of MPN_SQL_DIR\n"
             "  seed-demo                  load the demo catalog, partners and key pools\n"
             "  token --sub S [--partner P] --role R [--role R ...] [--ttl SECONDS]\n"
@@ -220,6 +224,30 @@ static int cmd_token(const mb_config *cfg, int argc, char **argv)
     return 0;
 }
 
+/* Only the delivery worker, until SIGINT/SIGTERM. */
+static int cmd_worker(const mb_config *cfg)
+{
+    y_init_logs("mpn-benefits", Y_LOG_MODE_CONSOLE, Y_LOG_LEVEL_INFO, NULL, "worker starting");
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int rc = 1;
+    if (mb_pool_init(cfg->database_url, cfg->pool_size < 4 ? cfg->pool_size : 4) == 0) {
+        if (mb_worker_start(cfg->kek) == 0) {
+            int sig = 0;
+            sigwait(&set, &sig);
+            y_log_message(Y_LOG_LEVEL_INFO, "signal %d: stopping", sig);
+            mb_worker_stop();
+            rc = 0;
+        }
+        mb_pool_close();
+    }
+    y_close_logs();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -247,11 +275,24 @@ int main(int argc, char **argv)
         if (mb_pool_init(cfg.database_url, cfg.pool_size) != 0) {
             fprintf(stderr, "mpn-benefits: out of memory\n");
             rc = 1;
+        } else if (mb_feed_start(cfg.database_url) != 0) {
+            fprintf(stderr, "mpn-benefits: cannot start the event feed\n");
+            mb_pool_close();
+            rc = 1;
         } else {
+            /* Deliveries run in every serve process unless WORKER=0. */
+            bool worker = !getenv("WORKER") || strcmp(getenv("WORKER"), "0") != 0;
+            if (worker && mb_worker_start(cfg.kek) != 0)
+                y_log_message(Y_LOG_LEVEL_ERROR, "cannot start the delivery worker");
             rc = mb_serve(&cfg);
+            if (worker)
+                mb_worker_stop();
+            mb_feed_stop();
             mb_pool_close();
         }
         y_close_logs();
+    } else if (strcmp(cmd, "worker") == 0) {
+        rc = cmd_worker(&cfg);
     } else if (strcmp(cmd, "migrate") == 0) {
         rc = cmd_migrate(&cfg);
     } else if (strcmp(cmd, "seed-demo") == 0) {

@@ -8,6 +8,7 @@
 #include "mb_cache.h"
 #include "mb_db.h"
 #include "mb_identity.h"
+#include "mb_events.h"
 #include "mb_metrics.h"
 
 #define SLOTS 97 /* routes + one for unmatched */
@@ -167,6 +168,9 @@ char *mb_metrics_text(size_t *len)
     if (identity != NULL)
         put(&s, "%s", identity);
     free(identity);
+    char events[1024];
+    if (mb_events_metrics(events, sizeof(events)) > 0)
+        put(&s, "%s", events);
     *len = s.len;
     return s.buf;
 }

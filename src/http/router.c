@@ -12,7 +12,9 @@ static int nroutes;
 
 static const mb_route *const *route_tables[] = {(const mb_route *const[]){
     mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
-    mb_routes_activation, mb_routes_marketing, mb_routes_refund, mb_routes_identity, NULL}};
+    mb_routes_activation, mb_routes_marketing, mb_routes_refund, mb_routes_identity,
+    mb_routes_events, mb_routes_webhooks, mb_routes_webhook_deliveries, mb_routes_mail_deliveries,
+    NULL}};
 
 void mb_router_init(void)
 {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 
 static const char *const locations[] = {"partner_center", "pmc", NULL};
@@ -191,6 +192,18 @@ static bool audit(mb_ctx *c, const char *partner_id, const char *action, const c
     char *d = dumps(details);
     mb_err e = d ? mb_audit(c, partner_id, action, type, id, d) : MB_E_INTERNAL;
     free(d);
+    if (e != MB_OK)
+        mb_reply_err(c, e);
+    return e == MB_OK;
+}
+
+/* Writes the user event of the partner of the URL (extra: see mb_event);
+ * on failure answers and returns false. */
+static bool event(mb_ctx *c, const char *type, const char *user_id, json_t *extra)
+{
+    char *x = extra ? dumps(extra) : NULL;
+    mb_err e = mb_event(&c->db, c->param[0], type, "user", user_id, c->request_id, x);
+    free(x);
     if (e != MB_OK)
         mb_reply_err(c, e);
     return e == MB_OK;
@@ -528,7 +541,8 @@ static void user_create(mb_ctx *c)
     PQclear(r);
     json_t *details = json_pack("{s:s, s:o}", "email", email, "roles", json_loads(rj, 0, NULL));
     json_decref(body);
-    if (!audit(c, c->param[0], "user.created", "user", uid, details))
+    if (!audit(c, c->param[0], "user.created", "user", uid, details) ||
+        !event(c, "user.created", uid, NULL))
         return;
     char loc[128];
     snprintf(loc, sizeof(loc), "/v1/partners/%s/users/%s", c->param[0], uid);
@@ -661,7 +675,8 @@ static void user_update(mb_ctx *c)
                             json_pack("{s:o, s:o}", "from", json_loads(old_rj, 0, NULL), "to",
                                       json_loads(rj, 0, NULL)));
     json_decref(body);
-    if (audit(c, c->param[0], "user.updated", "user", c->param[1], details))
+    if (audit(c, c->param[0], "user.updated", "user", c->param[1], details) &&
+        event(c, "user.updated", c->param[1], NULL))
         reply_doc(c, 200, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1, c->param + 1, NULL);
 }
 
@@ -734,7 +749,8 @@ static void user_delete(mb_ctx *c)
     }
     if (audit(c, c->param[0], "user.deleted", "user", c->param[1],
               json_pack("{s:s, s:o}", "email", email, "released_seats",
-                        released ? released : json_array())))
+                        released ? released : json_array())) &&
+        event(c, "user.deleted", c->param[1], json_pack("{s:s}", "email", email)))
         mb_reply_empty(c, 204);
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
 
@@ -204,6 +205,9 @@ static void activation_create(mb_ctx *c)
     snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", b.id, b.category);
     if (e == MB_OK)
         e = mb_audit(c, c->param[0], "activation.requested", "activation", id, details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "activation.requested", "activation", id, c->request_id,
+                     NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;
@@ -357,6 +361,9 @@ static void admin_activation_complete(mb_ctx *c)
              b.category);
     if (e == MB_OK)
         e = mb_audit(c, partner, "activation.completed", "activation", c->param[0], details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, partner, "activation.completed", "activation", c->param[0],
+                     c->request_id, NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;
@@ -404,6 +411,9 @@ static void admin_activation_reject(mb_ctx *c)
     snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\"}", benefit_id);
     if (e == MB_OK)
         e = mb_audit(c, partner, "activation.rejected", "activation", c->param[0], details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, partner, "activation.rejected", "activation", c->param[0],
+                     c->request_id, NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;
@@ -573,6 +583,9 @@ static void support_create(mb_ctx *c)
     snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"type\":\"%s\",\"units\":%lld}",
              b.id, type_s, units);
     e = mb_audit(c, c->param[0], "support_request.created", "support_request", id, details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "support_request.created", "support_request", id,
+                     c->request_id, NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;

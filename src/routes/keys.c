@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
 
@@ -346,6 +347,9 @@ static void keys_reveal(mb_ctx *c)
                     : MB_E_INTERNAL;
         free(details);
     }
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "benefit.keys_revealed", "benefit", b.id, c->request_id,
+                     NULL);
     if (e != MB_OK) {
         json_decref(body);
         mb_reply_err(c, e);

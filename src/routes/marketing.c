@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 
 static bool contact_gate(mb_ctx *c)
@@ -179,6 +180,9 @@ static void contact_put(mb_ctx *c)
     PQclear(r);
     e = mb_audit(c, c->param[0], "marketing_contact.set", "marketing_contact", c->param[0],
                  details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "marketing_contact.updated", "marketing_contact",
+                     c->param[0], c->request_id, NULL);
     if (e == MB_OK)
         e = mb_db_exec(&c->db, &r,
                        "SELECT doc, version FROM marketing_contact_docs "

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 
 static const char pmc_detail[] =
@@ -30,6 +31,8 @@ static bool audit(mb_ctx *c, const char *action, const char *purchase_id, json_t
     json_decref(details);
     mb_err e = d ? mb_audit(c, c->param[0], action, "purchase", purchase_id, d) : MB_E_INTERNAL;
     free(d);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], action, "purchase", purchase_id, c->request_id, NULL);
     if (e != MB_OK)
         mb_reply_err(c, e);
     return e == MB_OK;

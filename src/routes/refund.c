@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 
 /* What the refund rule reads of a purchase: its state, the seconds since
@@ -211,6 +212,9 @@ static void cancellation(mb_ctx *c)
              "\"seats_released\":%s,\"activations_rejected\":%s}",
              amount, currency, benefits, released, rejected);
     e = mb_audit(c, c->param[0], "purchase.cancelled", "purchase", c->param[1], details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "purchase.cancelled", "purchase", c->param[1],
+                     c->request_id, NULL);
     if (e == MB_OK)
         e = mb_db_exec(&c->db, &r, "SELECT doc FROM purchase_docs WHERE id = $1::uuid", 1, p);
     if (e != MB_OK) {

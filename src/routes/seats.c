@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
 
@@ -181,6 +182,9 @@ static void assignment_create(mb_ctx *c)
         char details[96];
         snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", user_id);
         e = mb_audit(c, c->param[0], "seat.assigned", "benefit", b.id, details);
+        if (e == MB_OK)
+            e = mb_event(&c->db, c->param[0], "seat.assigned", "benefit", b.id, c->request_id,
+                         details);
     }
     if (e == MB_OK)
         e = mb_db_exec(&c->db, &r,
@@ -248,6 +252,9 @@ static void assignment_delete(mb_ctx *c)
         char details[96];
         snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", uid);
         e = mb_audit(c, c->param[0], "seat.removed", "benefit", b.id, details);
+        if (e == MB_OK)
+            e = mb_event(&c->db, c->param[0], "seat.removed", "benefit", b.id, c->request_id,
+                         details);
     }
     if (e != MB_OK) {
         mb_reply_err(c, e);

@@ -134,3 +134,25 @@ ROWS: list[Row] = [
     Row("POST", P + "/users/{userId}/revoke-tokens", MANAGE_USERS),
     Row("POST", "/v1/admin/partners/{partnerId}/revoke-tokens", OPERATE),
 ]
+
+# --- events and webhooks (issue 12, DESIGN §4b) ----------------------------------------------------
+EVENTS = frozenset({GA, PA, OP})                 # the event feed: GA, PA; the operator reads all
+ROWS += [
+    Row("GET", P + "/events", EVENTS, note="DESIGN §4b: global_admin, mpn_partner_admin, operator"),
+]
+WEBHOOKS = frozenset({GA, PA})                   # webhooks of the partner (DESIGN §4b)
+WH = P + "/webhooks/{webhookId}"
+ROWS += [
+    Row("GET", P + "/webhooks", WEBHOOKS),
+    Row("POST", P + "/webhooks", WEBHOOKS),
+    Row("GET", WH, WEBHOOKS),
+    Row("PATCH", WH, WEBHOOKS),
+    Row("DELETE", WH, WEBHOOKS),
+    Row("POST", WH + "/rotate-secret", WEBHOOKS),
+    Row("POST", WH + "/ping", WEBHOOKS),
+    Row("GET", WH + "/deliveries", WEBHOOKS),
+    Row("POST", WH + "/deliveries/{deliveryId}/retry", WEBHOOKS),
+]
+ROWS += [
+    Row("GET", "/v1/admin/mail-deliveries", OPERATE),
+]

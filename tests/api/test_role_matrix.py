@@ -402,6 +402,51 @@ def _(w, who):
     from fresh_partner import _insert_partner
     other = _insert_partner("partner_center", "gold", False, f"rm-{w.tag()}@fresh.example")
     return Req(f"/v1/admin/partners/{other}/revoke-tokens", {})
+# events and webhooks (issue 12)
+recipe("GET", P + "/events")(lambda w, who: Req(pp(w, "/events"), params={"limit": 5}))
+
+
+WH = P + "/webhooks/{webhookId}"
+NOWHERE = "http://127.0.0.1:9/role-matrix"  # nothing listens; only webhook.disabled is wanted
+
+
+def _webhook(w: World) -> str:
+    return db_val("INSERT INTO webhooks (partner_id, url, event_types, secret_enc) VALUES "
+                  "(%s, %s, '{webhook.disabled}', pgp_sym_encrypt('whsec_' || "
+                  "encode(gen_random_bytes(32), 'base64'), %s)) RETURNING id::text",
+                  w.partner, NOWHERE, os.environ["KEY_ENCRYPTION_KEY"])
+
+
+def _delivery(w: World, wid: str) -> str:
+    return db_val("INSERT INTO webhook_deliveries (webhook_id, partner_id, event_id, event_type, "
+                  "payload, status, attempts) VALUES (%s, %s, %s, 'webhook.ping', '{}', "
+                  "'failed', 8) RETURNING id::text", wid, w.partner, f"ping_{w.tag()}")
+
+
+recipe("GET", P + "/webhooks")(lambda w, who: Req(pp(w, "/webhooks")))
+recipe("POST", P + "/webhooks")(
+    lambda w, who: Req(pp(w, "/webhooks"), {"url": NOWHERE, "event_types": ["webhook.disabled"]},
+                       expect=201))
+recipe("GET", WH)(lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}")))
+recipe("PATCH", WH)(
+    lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}"), {"description": f"Matrix {w.tag()}"}))
+recipe("DELETE", WH)(lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}"), expect=204))
+recipe("POST", WH + "/rotate-secret")(
+    lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}/rotate-secret"), {}))
+recipe("POST", WH + "/ping")(
+    lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}/ping"), {}, expect=202))
+recipe("GET", WH + "/deliveries")(
+    lambda w, who: Req(pp(w, f"/webhooks/{_webhook(w)}/deliveries")))
+
+
+@recipe("POST", WH + "/deliveries/{deliveryId}/retry")
+def _(w, who):
+    wid = _webhook(w)
+    return Req(pp(w, f"/webhooks/{wid}/deliveries/{_delivery(w, wid)}/retry"), {}, expect=202)
+
+
+recipe("GET", "/v1/admin/mail-deliveries")(
+    lambda w, who: Req("/v1/admin/mail-deliveries", params={"limit": 5}))
 
 
 # --- the matrix ---------------------------------------------------------------------------------

@@ -52,6 +52,12 @@ def body_for(method: str, path: str, ids: dict) -> dict | None:
                                        "phone": "+14255550199", "preferred_language": "en-US"},
         ("POST", "support-requests"): {"type": "on_premises", "description": "from A"},
         ("POST", "revoke-tokens"): {},  # issue 11
+        # issue 12: webhooks
+        ("POST", "webhooks"): {"url": "https://hooks.example.com/from-a"},
+        ("PATCH", "{webhookId}"): {"description": "Changed by A"},
+        ("POST", "rotate-secret"): {},
+        ("POST", "ping"): {},
+        ("POST", "retry"): {},
     }
     assert (method, tail) in bodies, (f"{method} {path}: add a valid body to "
                                       "test_tenant_isolation.body_for")
@@ -91,6 +97,15 @@ class Tenant:
             "VALUES (%s, %s, 'on_premises', 1, 'test') RETURNING id::text", f.partner, tech)
         db_exec("INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
                 "VALUES (%s, 'test', 'test.seeded', 'partner', %s)", f.partner, f.partner)
+        # issue 12: a webhook with a delivery
+        self.webhook = db_val(
+            "INSERT INTO webhooks (partner_id, url, event_types, secret_enc) VALUES (%s, "
+            "'https://hooks.example.com/b', '{webhook.disabled}', pgp_sym_encrypt('whsec_x', "
+            "'k')) RETURNING id::text", f.partner)
+        self.delivery = db_val(
+            "INSERT INTO webhook_deliveries (webhook_id, partner_id, event_id, event_type, "
+            "payload, status) VALUES (%s, %s, 'ping_ti', 'webhook.ping', '{}', 'failed') "
+            "RETURNING id::text", self.webhook, f.partner)
 
     @property
     def partner(self) -> str:
@@ -111,7 +126,8 @@ class Tenant:
             user = f.users["mpn_partner_admin"]
         return {"partnerId": f.partner, "userId": user, "purchaseId": f.purchase,
                 "benefitId": benefit, "activationId": self.activation,
-                "supportRequestId": self.support_request}
+                "supportRequestId": self.support_request, "webhookId": self.webhook,
+                "deliveryId": self.delivery}
 
     def secrets(self) -> list[str]:
         """Strings of this partner that must never show in another partner's answers."""
