@@ -59,6 +59,10 @@ NO_EVENT = {
     f"POST {P}/webhooks/{{webhookId}}/rotate-secret": "webhook configuration (audited)",
     f"POST {P}/webhooks/{{webhookId}}/ping": "a test delivery, not an event of the feed",
     f"POST {P}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/retry": "a delivery, not an event",
+    f"POST {P}/users/{{userId}}/revoke-tokens":
+        "tokens are the identity provider's, not partner data; no event type in DESIGN §4b (audited)",
+    "POST /v1/admin/partners/{partnerId}/revoke-tokens":
+        "tokens are the identity provider's, not partner data; no event type in DESIGN §4b (audited)",
 }
 
 SCHEDULED = ("benefit.expiring", "purchase.renewal_open", "purchase.refund_window_closing")
