@@ -165,6 +165,13 @@ extern const mb_route mb_routes_activation[];
 extern const mb_route mb_routes_marketing[];
 extern const mb_route mb_routes_refund[];
 
+/* Issue 14: the catalog, packages, batch seats and exports. */
+extern const mb_route mb_routes_catalog[];
+extern const mb_route mb_routes_catalog_reads[];
+extern const mb_route mb_routes_packages[];
+/* A catalog code (products, packages): "code", 1-100 of [a-z0-9._-]. */
+bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
+
 /* Paging query parameters (limit, cursor): answers 422 and returns false when
  * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */
 bool mb_page_args(mb_ctx *c, int *limit, char *after, size_t afterlen, bool numeric);

@@ -299,11 +299,13 @@ static void keys_reveal(mb_ctx *c)
         return;
     }
 
-    const char *pp[] = {b.product_id};
+    /* What the benefit was bought with (sql/005_catalog.sql), not today's catalog. */
+    const char *pp[] = {b.id};
     PGresult *r = NULL;
-    mb_err e = mb_db_exec(
-        &c->db, &r,
-        "SELECT to_json(languages), to_json(os_types) FROM products WHERE id = $1::uuid", 1, pp);
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT to_json(languages), to_json(os_types) FROM benefit_catalog "
+                          "WHERE benefit_id = $1::uuid",
+                          1, pp);
     if (e != MB_OK || PQntuples(r) != 1) {
         PQclear(r);
         json_decref(body);
@@ -359,11 +361,12 @@ static void keys_reveal(mb_ctx *c)
         "'benefit_id', $1::uuid, 'product_id', p.id, 'language', $3::text, 'os', $4::text, "
         "'keys', COALESCE((SELECT json_agg(pgp_sym_decrypt(k.key_enc, $2) ORDER BY k.id) "
         "FROM license_keys k WHERE k.benefit_id = $1::uuid), '[]'), "
-        "'download_links', COALESCE((SELECT json_agg(json_build_object('language', d.language, "
-        "'os', d.os, 'url', d.url) ORDER BY d.url) FROM product_downloads d "
-        "WHERE d.product_id = p.id AND d.language = $3 AND d.os = $4), '[]'), "
-        "'instructions', p.instructions) "
-        "FROM products p WHERE p.id = $5::uuid",
+        "'download_links', COALESCE((SELECT json_agg(d ORDER BY d->>'url') "
+        "FROM jsonb_array_elements(bc.downloads) d "
+        "WHERE d->>'language' = $3 AND d->>'os' = $4), '[]'), "
+        "'instructions', bc.instructions) "
+        "FROM products p JOIN benefit_catalog bc ON bc.benefit_id = $1::uuid "
+        "WHERE p.id = $5::uuid",
         5, dp);
     json_decref(body);
     if (e != MB_OK || PQntuples(r) != 1) {

@@ -130,4 +130,14 @@ ROWS: list[Row] = [
     Row("GET", "/v1/admin/activations", OPERATE),
     Row("POST", "/v1/admin/activations/{activationId}/complete", OPERATE),
     Row("POST", "/v1/admin/activations/{activationId}/reject", OPERATE),
+    # --- issue 14: catalog by API, downloads ---------------------------------------------------
+    Row("POST", "/v1/admin/products", OPERATE),
+    Row("GET", "/v1/admin/products/{productId}", OPERATE),
+    Row("PATCH", "/v1/admin/products/{productId}", OPERATE),
+    Row("PUT", "/v1/admin/products/{productId}/downloads", OPERATE),
+    Row("GET", "/v1/admin/products/{productId}/key-pool", OPERATE),
+    Row("POST", "/v1/admin/packages", OPERATE),
+    Row("PATCH", "/v1/admin/packages/{packageId}", OPERATE),
+    Row("GET", B + "/downloads", READ, "software benefit",
+        note="download links are no secret (keys are): every reader of the benefit sees them"),
 ]

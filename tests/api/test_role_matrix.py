@@ -387,6 +387,44 @@ recipe("POST", "/v1/admin/activations/{activationId}/reject")(
                        {"reason": "Role matrix: not this time."}))
 
 
+# issue 14: the catalog by API
+recipe("POST", "/v1/admin/products")(
+    lambda w, who: Req("/v1/admin/products",
+                       {"code": f"rm-{w.tag()}", "name": "Role matrix product",
+                        "category": "visual_studio"}, expect=201))
+recipe("GET", "/v1/admin/products/{productId}")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}"))
+recipe("PATCH", "/v1/admin/products/{productId}")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}", {"name": f"Product {w.tag()}"}))
+recipe("PUT", "/v1/admin/products/{productId}/downloads")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}/downloads",
+                       {"items": [{"language": "en-US", "os": "x64",
+                                   "url": f"https://downloads.example/{w.tag()}.iso"}]}))
+recipe("GET", "/v1/admin/products/{productId}/key-pool")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}/key-pool"))
+recipe("GET", B + "/downloads", "software benefit")(
+    lambda w, who: Req(bp(w, WINDOWS_SERVER, "/downloads"), params={"language": "en-US"}))
+
+
+def _package(w: World) -> dict:
+    return {"code": f"rm-pkg-{w.tag()}", "name": "Role matrix package", "price": 10.5,
+            "currency": "USD", "term_months": 12,
+            "benefits": [{"product_id": w.product, "quantity": 2}]}
+
+
+recipe("POST", "/v1/admin/packages")(
+    lambda w, who: Req("/v1/admin/packages", _package(w), expect=201))
+
+
+@recipe("PATCH", "/v1/admin/packages/{packageId}")
+def _(w, who):
+    body = _package(w)
+    pkg = db_val("INSERT INTO packages (code, name, price, currency, term_months) "
+                 "VALUES (%s, 'x', 1, 'USD', 12) RETURNING id::text", body["code"])
+    return Req(f"/v1/admin/packages/{pkg}", {"name": f"Package {w.tag()}", "price": 3,
+                                             "benefits": body["benefits"]})
+
+
 # --- the matrix ---------------------------------------------------------------------------------
 
 def _send(c: Client, method: str, req: Req):
