@@ -169,6 +169,7 @@ extern const mb_route mb_routes_refund[];
 extern const mb_route mb_routes_catalog[];
 extern const mb_route mb_routes_catalog_reads[];
 extern const mb_route mb_routes_packages[];
+extern const mb_route mb_routes_batch[];
 /* A catalog code (products, packages): "code", 1-100 of [a-z0-9._-]. */
 bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
 

@@ -13,7 +13,8 @@ static int nroutes;
 static const mb_route *const *route_tables[] = {(const mb_route *const[]){
     mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
     mb_routes_activation, mb_routes_marketing, mb_routes_refund,
-    /* issue 14 */ mb_routes_catalog, mb_routes_catalog_reads, mb_routes_packages, NULL}};
+    /* issue 14 */ mb_routes_catalog, mb_routes_catalog_reads, mb_routes_packages, mb_routes_batch,
+    NULL}};
 
 void mb_router_init(void)
 {

@@ -138,6 +138,7 @@ ROWS: list[Row] = [
     Row("GET", "/v1/admin/products/{productId}/key-pool", OPERATE),
     Row("POST", "/v1/admin/packages", OPERATE),
     Row("PATCH", "/v1/admin/packages/{packageId}", OPERATE),
+    Row("POST", B + "/assignments/batch", ASSIGN_OTHERS, "visual_studio seats"),
     Row("GET", B + "/downloads", READ, "software benefit",
         note="download links are no secret (keys are): every reader of the benefit sees them"),
 ]

@@ -406,6 +406,14 @@ recipe("GET", B + "/downloads", "software benefit")(
     lambda w, who: Req(bp(w, WINDOWS_SERVER, "/downloads"), params={"language": "en-US"}))
 
 
+@recipe("POST", B + "/assignments/batch", "visual_studio seats")
+def _(w, who):
+    emp = w.f.users["employee"]
+    db_exec("DELETE FROM seat_assignments WHERE benefit_id = %s AND user_id = %s",
+            w.benefit(VS_ENTERPRISE), emp)
+    return Req(bp(w, VS_ENTERPRISE, "/assignments/batch"), {"add": [emp]})
+
+
 def _package(w: World) -> dict:
     return {"code": f"rm-pkg-{w.tag()}", "name": "Role matrix package", "price": 10.5,
             "currency": "USD", "term_months": 12,
