@@ -23,6 +23,8 @@ typedef struct {
     size_t max_body;
     char *sql_dir;
     int shutdown_grace_s;
+    size_t max_csv_body;              /* CSV_MAX_BODY_KB: text/csv uploads (issue 14) */
+    long long key_pool_low_watermark; /* KEY_POOL_LOW_WATERMARK (issue 14) */
 } mb_config;
 
 /* Reads the environment into cfg. Returns 0, or -1 with a reason in err. */

@@ -17,13 +17,17 @@ static void key_pool_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such product.");
         return;
     }
+    char low[24];
+    snprintf(low, sizeof(low), "%lld", c->cfg->key_pool_low_watermark);
+    const char *p[] = {c->param[0], low};
     mb_reply_doc(c, 200,
-                 "SELECT json_build_object('product_id', p.id, "
-                 "'available', (SELECT count(*) FROM license_keys k WHERE k.product_id = p.id "
-                 "AND k.benefit_id IS NULL), "
+                 "SELECT json_build_object('product_id', p.id, 'available', a.n, "
                  "'assigned', (SELECT count(*) FROM license_keys k WHERE k.product_id = p.id "
-                 "AND k.benefit_id IS NOT NULL)) FROM products p WHERE p.id = $1::uuid",
-                 1, c->param, "product");
+                 "AND k.benefit_id IS NOT NULL), 'low_watermark', $2::bigint, "
+                 "'below_low_watermark', a.n < $2::bigint) FROM products p, "
+                 "LATERAL (SELECT count(*) AS n FROM license_keys k WHERE k.product_id = p.id "
+                 "AND k.benefit_id IS NULL) a WHERE p.id = $1::uuid",
+                 2, p, "product");
 }
 
 /* GET /v1/partners/{partnerId}/benefits/{benefitId}/downloads?language=&os= */

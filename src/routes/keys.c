@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mb_http.h"
 #include "mb_store.h"
@@ -86,21 +87,35 @@ static void keys_load(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such product.");
         return;
     }
-    json_t *body = mb_body(c, false);
-    if (body == NULL)
-        return;
-    mb_verr verr;
-    if (!keys_valid(body, &verr)) {
-        json_decref(body);
-        mb_reply_verr(c, &verr);
+    /* issue 14: a text/csv file (src/routes/keys_csv.c) may be larger than
+     * MAX_BODY_KB (MB_R_CSV_BODY); a JSON body may not. */
+    const char *ct = mb_header(c, "Content-Type");
+    bool csv = ct != NULL && strncasecmp(ct, "text/csv", 8) == 0 &&
+               (ct[8] == '\0' || ct[8] == ';' || ct[8] == ' ');
+    if (!csv && c->req->binary_body_length > c->cfg->max_body) {
+        mb_reply_problem(c, MB_E_PAYLOAD_TOO_LARGE, "The body is larger than %zu bytes.",
+                         c->cfg->max_body);
         return;
     }
-    size_t total = json_array_size(json_object_get(body, "keys"));
-    char *keys_json = json_dumps(json_object_get(body, "keys"), JSON_COMPACT);
-    json_decref(body);
-    if (keys_json == NULL) {
-        mb_reply_err(c, MB_E_INTERNAL);
-        return;
+    size_t total = 0;
+    char *keys_json = NULL;
+    if (!csv) {
+        json_t *body = mb_body(c, false);
+        if (body == NULL)
+            return;
+        mb_verr verr;
+        if (!keys_valid(body, &verr)) {
+            json_decref(body);
+            mb_reply_verr(c, &verr);
+            return;
+        }
+        total = json_array_size(json_object_get(body, "keys"));
+        keys_json = json_dumps(json_object_get(body, "keys"), JSON_COMPACT);
+        json_decref(body);
+        if (keys_json == NULL) {
+            mb_reply_err(c, MB_E_INTERNAL);
+            return;
+        }
     }
 
     PGresult *r = NULL;
@@ -130,6 +145,10 @@ static void keys_load(mb_ctx *c)
                            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "productId", "message",
                                      "takes no keys"),
                            "Key pools exist for software and license-based cloud products only.");
+        return;
+    }
+    if (csv) {
+        mb_keys_import_csv(c, product_id);
         return;
     }
 
@@ -383,6 +402,6 @@ static void keys_reveal(mb_ctx *c)
 const mb_route mb_routes_keys[] = {
     {"POST", "/v1/partners/:partnerId/benefits/:benefitId/keys", keys_reveal,
      MB_R_TX | MB_R_BODY | MB_R_SECRET},
-    {"POST", "/v1/admin/products/:productId/keys", keys_load, MB_R_TX | MB_R_BODY},
+    {"POST", "/v1/admin/products/:productId/keys", keys_load, MB_R_TX | MB_R_BODY | MB_R_CSV_BODY},
     {NULL, NULL, NULL, 0},
 };

@@ -4,12 +4,13 @@ catalog edits leave that purchase exactly as it was (benefits, keys, links, inst
 new purchases get the edited catalog."""
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
 from fresh_partner import fresh_partner
-from helpers import BASE, Client, assert_problem, db_val, idem, operator_token
+from helpers import BASE, Client, assert_problem, db_all, db_val, idem, operator_token
 
 LANGS = ["en-US", "de-DE"]
 OSES = ["x64", "arm64"]
@@ -83,7 +84,8 @@ def test_operator_catalog_partner_buys_reveals_every_pair_and_edits_leave_it_unc
     assert len(r.json()["items"]) == 4
     keys = load_keys(opc, pid, 3)
     pool = opc.get(f"/v1/admin/products/{pid}/key-pool").json()
-    assert pool == {"product_id": pid, "available": 3, "assigned": 0}
+    assert pool == {"product_id": pid, "available": 3, "assigned": 0, "low_watermark": 100,
+                    "below_low_watermark": True}
     pkg = new_package(opc, [(pid, 2)])
     assert [(b["product_id"], b["quantity"]) for b in pkg["benefits"]] == [(pid, 2)]
 
@@ -158,7 +160,7 @@ def test_operator_catalog_partner_buys_reveals_every_pair_and_edits_leave_it_unc
                              "url": f"https://downloads.example.com/{code}/v2/fr-FR/x64.iso"}],
                   "next_cursor": None}
 
-    actions = [a for (a,) in __import__("helpers").db_all(
+    actions = [a for (a,) in db_all(
         "SELECT action FROM audit_events WHERE target_id IN (%s, %s) ORDER BY id", pid,
         pkg["id"])]
     for a in ("product.created", "product.downloads_replaced", "keys.loaded", "package.created",
@@ -312,3 +314,70 @@ def test_benefit_downloads_filter_and_refuse_unoffered_values(opc):
     assert len(emp.get(path, params={"os": "x64"}).json()["items"]) == 2
     body = assert_problem(emp.get(path, params={"language": "xx-XX"}), 422, "validation-failed")
     assert body["allowed"] == LANGS
+
+
+# --- step 3: key pool import as text/csv -------------------------------------------------------
+
+def csv_load(opc, product_id: str, data: bytes):
+    return opc.post(f"/v1/admin/products/{product_id}/keys", data=data,
+                    headers=dict(idem(), **{"Content-Type": "text/csv; charset=utf-8"}))
+
+
+def test_csv_key_import_answers_every_line_that_was_not_imported(opc):
+    prod = new_product(opc)
+    pid = prod["id"]
+    t = tag().upper()
+    k = [f"CSV-{t}-{i}" for i in range(6)]
+    load = opc.post(f"/v1/admin/products/{pid}/keys", json={"keys": [k[5]]}, headers=idem())
+    assert load.status_code == 200, load.text
+    body = ("\ufeffKey\r\n"          # 1 header
+            f"{k[1]}\n"              # 2 imported
+            "\n"                     # 3 empty
+            f"  {k[2]}\t\r"          # 4 imported (trimmed), CR line end
+            f"\"{k[3]},x\"\r\n"      # 5 imported: a quoted comma
+            f"{k[1]}\n"              # 6 duplicate: earlier in the file
+            "a,b\n"                  # 7 invalid: two columns
+            f"\"{k[0]}\n"            # 8 invalid: quote never closed
+            f"{'X' * 201}\n"         # 9 invalid: too long
+            f"{k[5]}\n"              # 10 duplicate: already in the pool
+            f"{k[4]}").encode()      # 11 imported, no line end
+    r = csv_load(opc, pid, body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert (doc["imported"], doc["added"], doc["duplicates"], doc["invalid"]) == (4, 4, 2, 3)
+    assert doc["available"] == 5 and doc["below_low_watermark"] is True
+    assert sorted((x["line"], x["status"]) for x in doc["results"]) == [
+        (6, "duplicate"), (7, "invalid"), (8, "invalid"), (9, "invalid"), (10, "duplicate")]
+    stored = [v for (v,) in db_all(
+        "SELECT pgp_sym_decrypt(key_enc, %s) FROM license_keys WHERE product_id = %s "
+        "ORDER BY id", os.environ["KEY_ENCRYPTION_KEY"], pid)]
+    assert stored == [k[5], k[1], k[2], f"{k[3]},x", k[4]]
+    assert not any(key in r.text for key in k)
+    assert db_val("SELECT details->>'csv' FROM audit_events WHERE target_id = %s "
+                  "AND action = 'keys.loaded' ORDER BY id DESC LIMIT 1", pid) == "true"
+
+
+def test_csv_key_import_takes_files_larger_than_max_body_kb(opc):
+    pid = new_product(opc)["id"]
+    t = tag().upper()
+    lines = [f"BIG-{t}-{i:06d}-ABCDEFGHIJKLMNOPQRSTUVWXYZ" for i in range(3000)]
+    data = ("key\n" + "\n".join(lines) + "\n").encode()
+    assert len(data) > 64 * 1024
+    r = csv_load(opc, pid, data)
+    assert r.status_code == 200, r.text[:300]
+    assert (r.json()["imported"], r.json()["results"]) == (3000, [])
+    assert db_val("SELECT count(*) FROM license_keys WHERE product_id = %s", pid) == 3000
+    # JSON keeps to MAX_BODY_KB on the same route
+    big = {"keys": [s + "-" + "Z" * 60 for s in lines[:1000]]}
+    r = opc.post(f"/v1/admin/products/{pid}/keys", json=big, headers=idem())
+    assert_problem(r, 413, "payload-too-large")
+
+
+def test_csv_key_import_refuses_files_without_keys_and_products_without_pools(opc):
+    pid = new_product(opc)["id"]
+    for data in (b"", b"key\r\n\r\n", b"\xef\xbb\xbf\n \n"):
+        assert_problem(csv_load(opc, pid, data), 422, "validation-failed")
+    vs = new_product(opc, category="visual_studio", languages=[], os_types=[])
+    assert_problem(csv_load(opc, vs["id"], b"K-1\n"), 422, "validation-failed")
+    assert_problem(csv_load(opc, str(uuid.uuid4()), b"K-1\n"), 404, "not-found")
+    assert db_val("SELECT count(*) FROM license_keys WHERE product_id = %s", pid) == 0
