@@ -172,11 +172,14 @@ extern const mb_route mb_routes_catalog[];
 extern const mb_route mb_routes_catalog_reads[];
 extern const mb_route mb_routes_packages[];
 extern const mb_route mb_routes_batch[];
+extern const mb_route mb_routes_summary[];
 /* A catalog code (products, packages): "code", 1-100 of [a-z0-9._-]. */
 bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
 /* POST /v1/admin/products/{productId}/keys with a text/csv body, for a product
  * that takes keys, locked by the caller (src/routes/keys_csv.c). */
 void mb_keys_import_csv(mb_ctx *c, const char *product_id);
+/* An RFC 3339 date-time (filters: since, until, expiring_before). */
+bool mb_is_date_time(const char *s);
 
 /* Paging query parameters (limit, cursor): answers 422 and returns false when
  * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */

@@ -101,7 +101,9 @@ SELECT b.id, b.partner_id, b.category, b.purchase_id,
            'quantity', b.quantity, 'used', b.used,
            'languages', to_json(r.languages), 'os_types', to_json(r.os_types),
            'cloud_kind', p.cloud_kind, 'access_id', b.access_id, 'contract_id', b.contract_id,
-           'expires_at', b.expires_at, 'term_end', pu.term_end) AS doc
+           'expires_at', b.expires_at, 'term_end', pu.term_end) AS doc,
+       -- when it stops being usable (filters and the summary of issue 14)
+       LEAST(b.expires_at, pu.term_end) AS expires_on, b.quantity, b.used
 FROM benefits b
 JOIN products p ON p.id = b.product_id
 JOIN product_revisions r ON r.id = b.product_rev
@@ -137,3 +139,12 @@ SELECT p.id, p.code,
                                   FROM product_downloads d WHERE d.product_id = p.id), '[]')
        ) AS doc
 FROM products p;
+
+-- Filters of issue 14: users by a part of their email or name, case-insensitive
+-- (trigram indexes serve LIKE '%...%'; pg_trgm ships with PostgreSQL like
+-- pgcrypto), the audit trail by action and by actor.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX users_email_trgm_idx ON users USING gin (lower(email) gin_trgm_ops);
+CREATE INDEX users_name_trgm_idx ON users USING gin (lower(display_name) gin_trgm_ops);
+CREATE INDEX audit_events_partner_action_idx ON audit_events (partner_id, action, id DESC);
+CREATE INDEX audit_events_partner_actor_idx ON audit_events (partner_id, actor, id DESC);

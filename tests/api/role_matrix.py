@@ -139,6 +139,7 @@ ROWS: list[Row] = [
     Row("POST", "/v1/admin/packages", OPERATE),
     Row("PATCH", "/v1/admin/packages/{packageId}", OPERATE),
     Row("POST", B + "/assignments/batch", ASSIGN_OTHERS, "visual_studio seats"),
+    Row("GET", P + "/benefits/summary", READ, note="technical tiles only for GA, PA, OP (R8)"),
     Row("GET", B + "/downloads", READ, "software benefit",
         note="download links are no secret (keys are): every reader of the benefit sees them"),
 ]

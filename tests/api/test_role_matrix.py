@@ -402,6 +402,7 @@ recipe("PUT", "/v1/admin/products/{productId}/downloads")(
                                    "url": f"https://downloads.example/{w.tag()}.iso"}]}))
 recipe("GET", "/v1/admin/products/{productId}/key-pool")(
     lambda w, who: Req(f"/v1/admin/products/{w.product}/key-pool"))
+recipe("GET", P + "/benefits/summary")(lambda w, who: Req(pp(w, "/benefits/summary")))
 recipe("GET", B + "/downloads", "software benefit")(
     lambda w, who: Req(bp(w, WINDOWS_SERVER, "/downloads"), params={"language": "en-US"}))
 
