@@ -178,6 +178,16 @@ bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
 /* POST /v1/admin/products/{productId}/keys with a text/csv body, for a product
  * that takes keys, locked by the caller (src/routes/keys_csv.c). */
 void mb_keys_import_csv(mb_ctx *c, const char *product_id);
+/* CSV exports (src/routes/exports.c): the request asks for text/csv; the
+ * export_* functions check the partner gate (not for assignments: the caller
+ * has loaded the benefit) and stream every row with the list's filters. */
+bool mb_wants_csv(mb_ctx *c);
+void mb_export_users(mb_ctx *c, const char *q, const char *role);
+void mb_export_benefits(mb_ctx *c, const char *category, const char *status, bool technical,
+                        const char *expiring_before);
+void mb_export_audit(mb_ctx *c, const char *action, const char *actor, const char *since,
+                     const char *until);
+void mb_export_assignments(mb_ctx *c, const char *benefit_id);
 /* An RFC 3339 date-time (filters: since, until, expiring_before). */
 bool mb_is_date_time(const char *s);
 

@@ -148,3 +148,14 @@ CREATE INDEX users_email_trgm_idx ON users USING gin (lower(email) gin_trgm_ops)
 CREATE INDEX users_name_trgm_idx ON users USING gin (lower(display_name) gin_trgm_ops);
 CREATE INDEX audit_events_partner_action_idx ON audit_events (partner_id, action, id DESC);
 CREATE INDEX audit_events_partner_actor_idx ON audit_events (partner_id, actor, id DESC);
+
+-- One CSV value (RFC 4180) for the exports of issue 14: a value a spreadsheet
+-- would run as a formula (leading = + - @, tab or CR) gets a leading ', and a
+-- value with a comma, a quote or a line end is quoted with its quotes doubled.
+CREATE FUNCTION csv_cell(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN v IS NULL THEN ''
+                WHEN v ~ '[",\r\n]'
+                THEN '"' || CASE WHEN v ~ '^[-=+@\t\r]' THEN '''' ELSE '' END
+                     || replace(v, '"', '""') || '"'
+                ELSE CASE WHEN v ~ '^[-=+@\t\r]' THEN '''' ELSE '' END || v END
+$$;

@@ -470,6 +470,10 @@ static void users_list(mb_ctx *c)
     if (!known)
         return (void)bad_query(
             c, "role", "must be one of: global_admin, user_admin, admin_agent, mpn_partner_admin");
+    if (mb_wants_csv(c)) {
+        mb_export_users(c, q, role);
+        return;
+    }
     int limit;
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), false))
@@ -772,6 +776,10 @@ static void audit_list(mb_ctx *c)
         return (void)bad_query(c, "since", "must be an RFC 3339 date-time");
     if (until != NULL && !is_date_time(until))
         return (void)bad_query(c, "until", "must be an RFC 3339 date-time");
+    if (mb_wants_csv(c)) {
+        mb_export_audit(c, action, actor, since, until);
+        return;
+    }
     int limit;
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), true))

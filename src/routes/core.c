@@ -194,6 +194,10 @@ static void benefits_list(mb_ctx *c)
                            "Query 'expiring_before' must be an RFC 3339 date-time.");
         return;
     }
+    if (mb_wants_csv(c)) {
+        mb_export_benefits(c, category, status, technical, expiring_before);
+        return;
+    }
     int limit;
     char after[64];
     if (!page_args(c, &limit, after, sizeof(after), false))
