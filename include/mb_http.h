@@ -188,6 +188,9 @@ void mb_export_benefits(mb_ctx *c, const char *category, const char *status, boo
 void mb_export_audit(mb_ctx *c, const char *action, const char *actor, const char *since,
                      const char *until);
 void mb_export_assignments(mb_ctx *c, const char *benefit_id);
+/* The handlers of GET .../users and .../audit-events (src/routes/lists.c). */
+void mb_users_list(mb_ctx *c);
+void mb_audit_list(mb_ctx *c);
 /* An RFC 3339 date-time (filters: since, until, expiring_before). */
 bool mb_is_date_time(const char *s);
 
