@@ -36,6 +36,8 @@ typedef struct {
     long long max_ttl_s;      /* JWT_MAX_TTL_SECONDS; 0: no bound (and iat optional) */
     char *operator_tenant_id; /* OPERATOR_TENANT_ID; NULL: none */
     int jwks_refetch_min_s;   /* JWKS_REFETCH_MIN_SECONDS (default 30) */
+    size_t max_csv_body;              /* CSV_MAX_BODY_KB: text/csv uploads (issue 14) */
+    long long key_pool_low_watermark; /* KEY_POOL_LOW_WATERMARK (issue 14) */
 } mb_config;
 
 /* The signature algorithms of JWT_ALG (a comma-separated list). */

@@ -37,6 +37,7 @@
       "Marketing contact email conflict")                                                          \
     X(REFUND_WINDOW_EXPIRED, 422, "refund-window-expired", "Refund window expired")                \
     X(SOFTWARE_ACTIVATED, 422, "software-benefits-activated", "Software benefits activated")       \
+    X(BATCH_FAILED, 409, "batch-failed", "Batch not applied")                                      \
     X(UNAVAILABLE, 503, "unavailable", "Service unavailable")                                      \
     X(INTERNAL, 500, "internal", "Internal error")
 

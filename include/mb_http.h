@@ -33,14 +33,16 @@ typedef struct mb_ctx {
 typedef void (*mb_handler)(mb_ctx *c);
 
 enum {
-    MB_R_PUBLIC = 1u << 0, /* no token needed */
-    MB_R_TX = 1u << 1,     /* runs in one transaction, committed only on 2xx,
-                              and goes through Idempotency-Key handling */
-    MB_R_BODY = 1u << 2,   /* takes a JSON body */
-    MB_R_SECRET = 1u << 3, /* the answer holds secrets (license keys): an
-                              Idempotency-Key record keeps no body, and a replay
-                              runs the handler again, so the route must be
-                              idempotent by nature */
+    MB_R_PUBLIC = 1u << 0,   /* no token needed */
+    MB_R_TX = 1u << 1,       /* runs in one transaction, committed only on 2xx,
+                                and goes through Idempotency-Key handling */
+    MB_R_BODY = 1u << 2,     /* takes a JSON body */
+    MB_R_SECRET = 1u << 3,   /* the answer holds secrets (license keys): an
+                                Idempotency-Key record keeps no body, and a replay
+                                runs the handler again, so the route must be
+                                idempotent by nature */
+    MB_R_CSV_BODY = 1u << 4, /* takes text/csv uploads up to CSV_MAX_BODY_KB (issue 14);
+                                a JSON body there must still keep to MAX_BODY_KB */
 };
 
 typedef struct {
@@ -169,6 +171,33 @@ extern const mb_route mb_routes_events[];
 extern const mb_route mb_routes_webhooks[];
 extern const mb_route mb_routes_webhook_deliveries[];
 extern const mb_route mb_routes_mail_deliveries[];
+
+/* Issue 14: the catalog, packages, batch seats and exports. */
+extern const mb_route mb_routes_catalog[];
+extern const mb_route mb_routes_catalog_reads[];
+extern const mb_route mb_routes_packages[];
+extern const mb_route mb_routes_batch[];
+extern const mb_route mb_routes_summary[];
+/* A catalog code (products, packages): "code", 1-100 of [a-z0-9._-]. */
+bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
+/* POST /v1/admin/products/{productId}/keys with a text/csv body, for a product
+ * that takes keys, locked by the caller (src/routes/keys_csv.c). */
+void mb_keys_import_csv(mb_ctx *c, const char *product_id);
+/* CSV exports (src/routes/exports.c): the request asks for text/csv; the
+ * export_* functions check the partner gate (not for assignments: the caller
+ * has loaded the benefit) and stream every row with the list's filters. */
+bool mb_wants_csv(mb_ctx *c);
+void mb_export_users(mb_ctx *c, const char *q, const char *role);
+void mb_export_benefits(mb_ctx *c, const char *category, const char *status, bool technical,
+                        const char *expiring_before);
+void mb_export_audit(mb_ctx *c, const char *action, const char *actor, const char *since,
+                     const char *until);
+void mb_export_assignments(mb_ctx *c, const char *benefit_id);
+/* The handlers of GET .../users and .../audit-events (src/routes/lists.c). */
+void mb_users_list(mb_ctx *c);
+void mb_audit_list(mb_ctx *c);
+/* An RFC 3339 date-time (filters: since, until, expiring_before). */
+bool mb_is_date_time(const char *s);
 
 /* Paging query parameters (limit, cursor): answers 422 and returns false when
  * bad; after receives the decoded cursor key (a UUID, or digits if numeric). */

@@ -122,7 +122,8 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['products', 'product_downloads', 'packages', 'package_benefits'] LOOP
+    FOREACH t IN ARRAY ARRAY['products', 'product_downloads', 'packages', 'package_benefits',
+                             'product_revisions'] LOOP
         EXECUTE format('CREATE CONSTRAINT TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I '
                        'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW '
                        'EXECUTE FUNCTION bump_catalog()', t || '_bump_version', t);

@@ -244,6 +244,15 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "HTTP_MAX_CONNECTIONS_PER_CLIENT out of range");
         return -1;
     }
+    /* issue 14: key pools arrive as text/csv files larger than JSON bodies */
+    int csv_kb = 0, low = 0;
+    if (env_int("CSV_MAX_BODY_KB", 16384, 1, 262144, &csv_kb) != 0 ||
+        env_int("KEY_POOL_LOW_WATERMARK", 100, 0, 100000000, &low) != 0) {
+        snprintf(err, errlen, "CSV_MAX_BODY_KB or KEY_POOL_LOW_WATERMARK out of range");
+        return -1;
+    }
+    cfg->max_csv_body = (size_t)csv_kb * 1024;
+    cfg->key_pool_low_watermark = low;
     cfg->database_url = env_dup("DATABASE_URL", "postgresql:///mpn");
     cfg->jwt_issuer = env_dup("JWT_ISSUER", "https://login.mpn.example");
     cfg->jwt_audience = env_dup("JWT_AUDIENCE", "mpn-benefits");

@@ -14,7 +14,8 @@ static const mb_route *const *route_tables[] = {(const mb_route *const[]){
     mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
     mb_routes_activation, mb_routes_marketing, mb_routes_refund, mb_routes_identity,
     mb_routes_events, mb_routes_webhooks, mb_routes_webhook_deliveries, mb_routes_mail_deliveries,
-    NULL}};
+    /* issue 14 */ mb_routes_catalog, mb_routes_catalog_reads, mb_routes_packages, mb_routes_batch,
+    mb_routes_summary, NULL}};
 
 void mb_router_init(void)
 {
@@ -69,17 +70,24 @@ bool mb_route_match(const char *pattern, const char *path, mb_ctx *c)
 
 const mb_route *mb_route_find(const char *method, const char *path, mb_ctx *c, bool *path_known)
 {
+    /* A literal segment beats a parameter: .../benefits/summary is not the
+     * benefit "summary" (issue 14); among equals the first route wins. */
     *path_known = false;
+    int best = -1, best_params = MB_MAX_PARAMS + 1;
     for (int i = 0; i < nroutes; i++) {
         if (!mb_route_match(routes[i]->pattern, path, c))
             continue;
         *path_known = true;
-        if (strcmp(routes[i]->method, method) == 0) {
-            c->route_idx = i;
-            return routes[i];
+        if (strcmp(routes[i]->method, method) == 0 && c->nparam < best_params) {
+            best = i;
+            best_params = c->nparam;
         }
     }
-    return NULL;
+    if (best < 0)
+        return NULL;
+    mb_route_match(routes[best]->pattern, path, c);
+    c->route_idx = best;
+    return routes[best];
 }
 
 size_t mb_route_allow(const char *path, char *allow, size_t size)

@@ -211,16 +211,17 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         }
         goto done;
     }
-    if ((clen != NULL && (strlen(clen) > 12 || strtoull(clen, NULL, 10) > g_cfg->max_body)) ||
-        req->binary_body_length > g_cfg->max_body) {
-        mb_set_header(&c, "Connection", "close");
-        mb_reply_problem(&c, MB_E_PAYLOAD_TOO_LARGE, "The body is larger than %zu bytes.",
-                         g_cfg->max_body);
-        goto done;
-    }
-
     bool path_known = false;
     const mb_route *r = mb_route_find(method, path, &c, &path_known);
+    size_t max_body = r && (r->flags & MB_R_CSV_BODY) ? g_cfg->max_csv_body : g_cfg->max_body;
+    if ((clen != NULL && (strlen(clen) > 12 || strtoull(clen, NULL, 10) > max_body)) ||
+        req->binary_body_length > max_body) {
+        mb_set_header(&c, "Connection", "close");
+        mb_reply_problem(&c, MB_E_PAYLOAD_TOO_LARGE, "The body is larger than %zu bytes.",
+                         max_body);
+        c.route_idx = -1; /* refused before routing: "unmatched" in the metrics */
+        goto done;
+    }
     if (r == NULL) {
         if (path_known) {
             char allow[96];
@@ -359,7 +360,8 @@ int mb_serve(const mb_config *cfg)
     }
     /* Ulfius truncates silently past this; the dispatcher answers 413 for
      * anything over max_body, so keep one byte more to tell them apart. */
-    inst.max_post_body_size = cfg->max_body + 1;
+    inst.max_post_body_size =
+        (cfg->max_csv_body > cfg->max_body ? cfg->max_csv_body : cfg->max_body) + 1;
     /* JSON only: with Ulfius' form parsers on, a multipart/form-data request
      * whose body is not multipart made it drop the connection without any
      * answer (found by tests/fuzz/contract_fuzz.py); now mb_body answers 415. */

@@ -72,6 +72,11 @@ static bool is_date_time(const char *s)
            digits(p + 4, 2, 0, 59);
 }
 
+bool mb_is_date_time(const char *s)
+{
+    return is_date_time(s);
+}
+
 /* competencies: [{area, level, expires_at?}], areas unique. *out receives the
  * array as JSON text for json_to_recordset (free it). */
 static bool parse_competencies(const json_t *body, char **out, bool *present, mb_verr *e)
@@ -456,8 +461,7 @@ static void partner_update(mb_ctx *c)
 
 static void users_list(mb_ctx *c)
 {
-    if (mb_require(c, MB_ACT_READ))
-        mb_reply_partner_page(c, false, NULL, MB_PARTNER_PAGE_SQL("user_docs"));
+    mb_users_list(c); /* with the filters of issue 14: src/routes/lists.c */
 }
 
 static void user_get(mb_ctx *c)
@@ -758,20 +762,7 @@ static void user_delete(mb_ctx *c)
 
 static void audit_list(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_AUDIT))
-        return;
-    int limit;
-    char after[64];
-    if (!mb_page_args(c, &limit, after, sizeof(after), true))
-        return;
-    const char *p[] = {c->param[0], after[0] ? after : NULL};
-    mb_reply_gated_list(c, false, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM audit_event_docs "
-                        "WHERE partner_id = p.id AND ($2::bigint IS NULL OR id < $2::bigint) "
-                        "ORDER BY id DESC LIMIT $3::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id DESC",
-                        2, p, limit);
+    mb_audit_list(c); /* with the filters of issue 14: src/routes/lists.c */
 }
 
 const mb_route mb_routes_accounts[] = {

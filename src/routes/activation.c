@@ -254,16 +254,32 @@ static void admin_activations_list(mb_ctx *c)
             "Query 'status' must be one of: pending, active, rejected.");
         return;
     }
+    /* issue 14: the queue of one partner, of one category */
+    const char *partner = mb_query(c, "partner_id"), *category = mb_query(c, "category");
+    if ((partner != NULL && !mb_is_uuid(partner)) ||
+        (category != NULL && strcmp(category, "technical") != 0 &&
+         strcmp(category, "go_to_market") != 0)) {
+        const char *field = partner != NULL && !mb_is_uuid(partner) ? "partner_id" : "category";
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "message", "invalid"),
+            "Query '%s' must be %s.", field,
+            strcmp(field, "partner_id") == 0 ? "a partner id" : "technical or go_to_market");
+        return;
+    }
     int limit;
     char after[64];
     if (!mb_page_args(c, &limit, after, sizeof(after), false))
         return;
-    const char *p[] = {status, after[0] ? after : NULL};
+    const char *p[] = {status, after[0] ? after : NULL, partner, category};
     mb_reply_list(c,
-                  "SELECT doc, id::text AS cursor_key FROM activation_docs "
-                  "WHERE ($1::text IS NULL OR status = $1) "
-                  "AND ($2::uuid IS NULL OR id > $2::uuid) ORDER BY id LIMIT $3::int",
-                  2, p, limit);
+                  "SELECT a.doc, a.id::text AS cursor_key FROM activation_docs a "
+                  "JOIN activations x ON x.id = a.id "
+                  "WHERE ($1::text IS NULL OR a.status = $1) "
+                  "AND ($2::uuid IS NULL OR a.id > $2::uuid) "
+                  "AND ($3::uuid IS NULL OR a.partner_id = $3::uuid) "
+                  "AND ($4::text IS NULL OR x.kind = $4) ORDER BY a.id LIMIT $5::int",
+                  4, p, limit);
 }
 
 /* Locks the activation; answers 404 or 409 not-pending and returns false. */

@@ -188,12 +188,26 @@ static void benefits_list(mb_ctx *c)
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
         return;
     }
+    /* issue 14: benefits that stop being usable before a moment */
+    const char *expiring_before = mb_query(c, "expiring_before");
+    if (expiring_before != NULL && !mb_is_date_time(expiring_before)) {
+        mb_reply_problem_x(c, MB_E_VALIDATION,
+                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "expiring_before",
+                                     "message", "RFC 3339 date-time"),
+                           "Query 'expiring_before' must be an RFC 3339 date-time.");
+        return;
+    }
+    if (mb_wants_csv(c)) {
+        mb_export_benefits(c, category, status, technical, expiring_before);
+        return;
+    }
     int limit;
     char after[64];
     if (!page_args(c, &limit, after, sizeof(after), false))
         return;
-    const char *p[] = {c->param[0], category, status, after[0] ? after : NULL,
-                       technical ? "true" : "false"};
+    const char *p[] = {
+        c->param[0],    category, status, after[0] ? after : NULL, technical ? "true" : "false",
+        expiring_before};
     /* The partner gate and the page in one round trip (mb_gated_query). */
     mb_reply_gated_list(c, true, NULL,
                         "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
@@ -203,9 +217,10 @@ static void benefits_list(mb_ctx *c)
                         "AND ($3::text IS NULL OR status = $3) "
                         "AND ($4::uuid IS NULL OR id > $4::uuid) "
                         "AND (category <> 'technical' OR $5::boolean) "
-                        "ORDER BY id LIMIT $6::int) d ON true "
+                        "AND ($6::timestamptz IS NULL OR expires_on < $6::timestamptz) "
+                        "ORDER BY id LIMIT $7::int) d ON true "
                         "WHERE p.id = $1::uuid ORDER BY d.id",
-                        5, p, limit);
+                        6, p, limit);
 }
 
 static void benefit_get(mb_ctx *c)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mb_events.h"
 #include "mb_http.h"
@@ -87,21 +88,35 @@ static void keys_load(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such product.");
         return;
     }
-    json_t *body = mb_body(c, false);
-    if (body == NULL)
-        return;
-    mb_verr verr;
-    if (!keys_valid(body, &verr)) {
-        json_decref(body);
-        mb_reply_verr(c, &verr);
+    /* issue 14: a text/csv file (src/routes/keys_csv.c) may be larger than
+     * MAX_BODY_KB (MB_R_CSV_BODY); a JSON body may not. */
+    const char *ct = mb_header(c, "Content-Type");
+    bool csv = ct != NULL && strncasecmp(ct, "text/csv", 8) == 0 &&
+               (ct[8] == '\0' || ct[8] == ';' || ct[8] == ' ');
+    if (!csv && c->req->binary_body_length > c->cfg->max_body) {
+        mb_reply_problem(c, MB_E_PAYLOAD_TOO_LARGE, "The body is larger than %zu bytes.",
+                         c->cfg->max_body);
         return;
     }
-    size_t total = json_array_size(json_object_get(body, "keys"));
-    char *keys_json = json_dumps(json_object_get(body, "keys"), JSON_COMPACT);
-    json_decref(body);
-    if (keys_json == NULL) {
-        mb_reply_err(c, MB_E_INTERNAL);
-        return;
+    size_t total = 0;
+    char *keys_json = NULL;
+    if (!csv) {
+        json_t *body = mb_body(c, false);
+        if (body == NULL)
+            return;
+        mb_verr verr;
+        if (!keys_valid(body, &verr)) {
+            json_decref(body);
+            mb_reply_verr(c, &verr);
+            return;
+        }
+        total = json_array_size(json_object_get(body, "keys"));
+        keys_json = json_dumps(json_object_get(body, "keys"), JSON_COMPACT);
+        json_decref(body);
+        if (keys_json == NULL) {
+            mb_reply_err(c, MB_E_INTERNAL);
+            return;
+        }
     }
 
     PGresult *r = NULL;
@@ -131,6 +146,10 @@ static void keys_load(mb_ctx *c)
                            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "productId", "message",
                                      "takes no keys"),
                            "Key pools exist for software and license-based cloud products only.");
+        return;
+    }
+    if (csv) {
+        mb_keys_import_csv(c, product_id);
         return;
     }
 
@@ -300,11 +319,13 @@ static void keys_reveal(mb_ctx *c)
         return;
     }
 
-    const char *pp[] = {b.product_id};
+    /* What the benefit was bought with (sql/005_catalog.sql), not today's catalog. */
+    const char *pp[] = {b.id};
     PGresult *r = NULL;
-    mb_err e = mb_db_exec(
-        &c->db, &r,
-        "SELECT to_json(languages), to_json(os_types) FROM products WHERE id = $1::uuid", 1, pp);
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT to_json(languages), to_json(os_types) FROM benefit_catalog "
+                          "WHERE benefit_id = $1::uuid",
+                          1, pp);
     if (e != MB_OK || PQntuples(r) != 1) {
         PQclear(r);
         json_decref(body);
@@ -363,11 +384,12 @@ static void keys_reveal(mb_ctx *c)
         "'benefit_id', $1::uuid, 'product_id', p.id, 'language', $3::text, 'os', $4::text, "
         "'keys', COALESCE((SELECT json_agg(pgp_sym_decrypt(k.key_enc, $2) ORDER BY k.id) "
         "FROM license_keys k WHERE k.benefit_id = $1::uuid), '[]'), "
-        "'download_links', COALESCE((SELECT json_agg(json_build_object('language', d.language, "
-        "'os', d.os, 'url', d.url) ORDER BY d.url) FROM product_downloads d "
-        "WHERE d.product_id = p.id AND d.language = $3 AND d.os = $4), '[]'), "
-        "'instructions', p.instructions) "
-        "FROM products p WHERE p.id = $5::uuid",
+        "'download_links', COALESCE((SELECT json_agg(d ORDER BY d->>'url') "
+        "FROM jsonb_array_elements(bc.downloads) d "
+        "WHERE d->>'language' = $3 AND d->>'os' = $4), '[]'), "
+        "'instructions', bc.instructions) "
+        "FROM products p JOIN benefit_catalog bc ON bc.benefit_id = $1::uuid "
+        "WHERE p.id = $5::uuid",
         5, dp);
     json_decref(body);
     if (e != MB_OK || PQntuples(r) != 1) {
@@ -384,6 +406,6 @@ static void keys_reveal(mb_ctx *c)
 const mb_route mb_routes_keys[] = {
     {"POST", "/v1/partners/:partnerId/benefits/:benefitId/keys", keys_reveal,
      MB_R_TX | MB_R_BODY | MB_R_SECRET},
-    {"POST", "/v1/admin/products/:productId/keys", keys_load, MB_R_TX | MB_R_BODY},
+    {"POST", "/v1/admin/products/:productId/keys", keys_load, MB_R_TX | MB_R_BODY | MB_R_CSV_BODY},
     {NULL, NULL, NULL, 0},
 };

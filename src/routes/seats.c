@@ -60,14 +60,19 @@ static void assignments_list(mb_ctx *c)
 {
     if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], true, NULL))
         return;
+    bool csv = mb_wants_csv(c); /* issue 14: every row as CSV */
     int limit;
     char after[64];
-    if (!mb_page_args(c, &limit, after, sizeof(after), false))
+    if (!csv && !mb_page_args(c, &limit, after, sizeof(after), false))
         return;
     mb_benefit b;
     seat_kind kind;
     if (!load_seat_benefit(c, false, &b, &kind))
         return;
+    if (csv) {
+        mb_export_assignments(c, b.id);
+        return;
+    }
     const char *p[] = {b.id, after[0] ? after : NULL};
     mb_reply_list(c,
                   "SELECT doc, user_id::text AS cursor_key FROM assignment_docs "

@@ -155,4 +155,16 @@ ROWS += [
 ]
 ROWS += [
     Row("GET", "/v1/admin/mail-deliveries", OPERATE),
+    # --- issue 14: catalog by API, downloads ---------------------------------------------------
+    Row("POST", "/v1/admin/products", OPERATE),
+    Row("GET", "/v1/admin/products/{productId}", OPERATE),
+    Row("PATCH", "/v1/admin/products/{productId}", OPERATE),
+    Row("PUT", "/v1/admin/products/{productId}/downloads", OPERATE),
+    Row("GET", "/v1/admin/products/{productId}/key-pool", OPERATE),
+    Row("POST", "/v1/admin/packages", OPERATE),
+    Row("PATCH", "/v1/admin/packages/{packageId}", OPERATE),
+    Row("POST", B + "/assignments/batch", ASSIGN_OTHERS, "visual_studio seats"),
+    Row("GET", P + "/benefits/summary", READ, note="technical tiles only for GA, PA, OP (R8)"),
+    Row("GET", B + "/downloads", READ, "software benefit",
+        note="download links are no secret (keys are): every reader of the benefit sees them"),
 ]

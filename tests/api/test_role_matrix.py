@@ -447,6 +447,51 @@ def _(w, who):
 
 recipe("GET", "/v1/admin/mail-deliveries")(
     lambda w, who: Req("/v1/admin/mail-deliveries", params={"limit": 5}))
+# issue 14: the catalog by API
+recipe("POST", "/v1/admin/products")(
+    lambda w, who: Req("/v1/admin/products",
+                       {"code": f"rm-{w.tag()}", "name": "Role matrix product",
+                        "category": "visual_studio"}, expect=201))
+recipe("GET", "/v1/admin/products/{productId}")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}"))
+recipe("PATCH", "/v1/admin/products/{productId}")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}", {"name": f"Product {w.tag()}"}))
+recipe("PUT", "/v1/admin/products/{productId}/downloads")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}/downloads",
+                       {"items": [{"language": "en-US", "os": "x64",
+                                   "url": f"https://downloads.example/{w.tag()}.iso"}]}))
+recipe("GET", "/v1/admin/products/{productId}/key-pool")(
+    lambda w, who: Req(f"/v1/admin/products/{w.product}/key-pool"))
+recipe("GET", P + "/benefits/summary")(lambda w, who: Req(pp(w, "/benefits/summary")))
+recipe("GET", B + "/downloads", "software benefit")(
+    lambda w, who: Req(bp(w, WINDOWS_SERVER, "/downloads"), params={"language": "en-US"}))
+
+
+@recipe("POST", B + "/assignments/batch", "visual_studio seats")
+def _(w, who):
+    emp = w.f.users["employee"]
+    db_exec("DELETE FROM seat_assignments WHERE benefit_id = %s AND user_id = %s",
+            w.benefit(VS_ENTERPRISE), emp)
+    return Req(bp(w, VS_ENTERPRISE, "/assignments/batch"), {"add": [emp]})
+
+
+def _package(w: World) -> dict:
+    return {"code": f"rm-pkg-{w.tag()}", "name": "Role matrix package", "price": 10.5,
+            "currency": "USD", "term_months": 12,
+            "benefits": [{"product_id": w.product, "quantity": 2}]}
+
+
+recipe("POST", "/v1/admin/packages")(
+    lambda w, who: Req("/v1/admin/packages", _package(w), expect=201))
+
+
+@recipe("PATCH", "/v1/admin/packages/{packageId}")
+def _(w, who):
+    body = _package(w)
+    pkg = db_val("INSERT INTO packages (code, name, price, currency, term_months) "
+                 "VALUES (%s, 'x', 1, 'USD', 12) RETURNING id::text", body["code"])
+    return Req(f"/v1/admin/packages/{pkg}", {"name": f"Package {w.tag()}", "price": 3,
+                                             "benefits": body["benefits"]})
 
 
 # --- the matrix ---------------------------------------------------------------------------------

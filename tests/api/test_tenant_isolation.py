@@ -46,6 +46,7 @@ def body_for(method: str, path: str, ids: dict) -> dict | None:
         ("POST", "cancellation"): {},
         ("POST", "keys"): {"language": "en-US", "os": "x64"},
         ("POST", "assignments"): {"user_id": ids["userId"]},
+        ("POST", "batch"): {"add": [ids["userId"]], "remove": [ids["userId"]]},  # issue 14
         ("POST", "activation"): {},
         ("PUT", "marketing-contact"): {"user_id": ids["userId"],
                                        "email": f"intruder-{t}@a.example",
