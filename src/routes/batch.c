@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
 
@@ -348,11 +349,15 @@ static mb_err apply_row(mb_ctx *c, const mb_benefit *b, batch_row *r)
             return e;
         r->status = 201;
     }
-    /* issue 12: emit seat.assigned / seat.removed (outbox) here, one per applied row. */
+    /* one audit row and one event per applied row, as a single assignment writes */
+    const char *type = r->remove ? "seat.removed" : "seat.assigned";
     char details[96];
     snprintf(details, sizeof(details), "{\"user_id\":\"%s\",\"batch\":true}", r->user_id);
-    return mb_audit(c, c->param[0], r->remove ? "seat.removed" : "seat.assigned", "benefit", b->id,
-                    details);
+    e = mb_audit(c, c->param[0], type, "benefit", b->id, details);
+    if (e != MB_OK)
+        return e;
+    snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", r->user_id);
+    return mb_event(&c->db, c->param[0], type, "benefit", b->id, c->request_id, details);
 }
 
 static json_t *results_json(const batch *b, size_t *failed)
