@@ -225,11 +225,16 @@ def test_idempotent_purchase_retried_on_another_replica_returns_the_first_answer
 
 
 def _connect_refused(port: int) -> bool:
+    """True once the port refuses connections. Polled while the listener goes away: a
+    connection caught in that moment may be reset or time out instead, which decides
+    nothing (False: ask again)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2):
             return False
     except ConnectionRefusedError:
         return True
+    except OSError:
+        return False
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits_0():

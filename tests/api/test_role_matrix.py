@@ -23,7 +23,7 @@ import yaml
 from fresh_partner import (ADVISORY_HOURS, ACTION_PACK, GOLD, GOLD_CORE, INCIDENTS, M365,
                            PRESALES_HOURS, SILVER, VS_ENTERPRISE, WINDOWS_SERVER, Fresh,
                            assign_seat, fresh_partner, set_contact)
-from helpers import (BASE, OPERATOR_SUB, Client, assert_problem, db_all, db_exec, db_val, idem,
+from helpers import (BASE, OPERATOR_SUB, Client, assert_problem, db_exec, db_one, db_val, idem,
                      operator_token, partner_snapshot, snapshot_diff, token)
 from role_matrix import (CALLERS, EMP, OP, ROLE_OF, ROWS, Row)
 
@@ -510,10 +510,10 @@ def _state(w: World) -> dict:
     partner snapshot, as the tenant sweep takes it), plus what the operator rows write outside
     it (new partners, keys of the module's product) and the audit trail of every actor."""
     s = partner_snapshot(w.partner)
-    s["partners"] = db_all("SELECT count(*), max(created_at)::text FROM partners")
-    s["product_keys"] = db_all("SELECT count(*) FROM license_keys WHERE product_id = %s",
-                               w.product)
-    s["all_audit_events"] = db_all("SELECT count(*), max(id) FROM audit_events")
+    s["outside (partners, product keys, all audit events)"] = db_one(
+        "SELECT (SELECT count(*) FROM partners), (SELECT max(created_at)::text FROM partners), "
+        "(SELECT count(*) FROM license_keys WHERE product_id = %s), "
+        "(SELECT count(*) FROM audit_events), (SELECT max(id) FROM audit_events)", w.product)
     return s
 
 
