@@ -70,6 +70,7 @@ ensure_packages() {
 			command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm"
 			;;
 		fuzz) want="$want $MB_PKGS_FUZZ" ;;
+		ha) want="$want $MB_PKGS_HA" ;;
 		*) die "ensure_packages: unknown group $g" ;;
 		esac
 	done
@@ -101,6 +102,9 @@ ensure_packages() {
 # runtime, and valgrind.
 MB_PKGS_TEST="$MB_PKGS_TEST python3-hypothesis python3-jsonschema"
 MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
+# Group ha (scripts/ha.sh, tests/api/test_ha.py): Patroni and etcd from Debian. etcd-server's
+# postinst starts a system etcd on the default ports; ha.sh runs its own on free loopback ports.
+MB_PKGS_HA="patroni etcd-server etcd-client python3-etcd python3-psycopg2 postgresql nginx curl"
 
 # --- build ----------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. tools -------------------------------------------------------------------------------
-ensure_packages build db test contract
+ensure_packages build db test contract ha
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 
