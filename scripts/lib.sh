@@ -71,6 +71,7 @@ ensure_packages() {
 			;;
 		fuzz) want="$want $MB_PKGS_FUZZ" ;;
 		ha) want="$want $MB_PKGS_HA" ;;
+		container) want="$want $MB_PKGS_CONTAINER" ;;
 		*) die "ensure_packages: unknown group $g" ;;
 		esac
 	done
@@ -105,6 +106,8 @@ MB_PKGS_FUZZ="clang libclang-rt-14-dev valgrind"
 # Group ha (scripts/ha.sh, tests/api/test_ha.py): Patroni and etcd from Debian. etcd-server's
 # postinst starts a system etcd on the default ports; ha.sh runs its own on free loopback ports.
 MB_PKGS_HA="patroni etcd-server etcd-client python3-etcd python3-psycopg2 postgresql nginx curl"
+# Group container (scripts/image.sh): Debian's podman with runc, and debootstrap for the base image.
+MB_PKGS_CONTAINER="podman runc debootstrap uidmap"
 
 # --- build ----------------------------------------------------------------------------------
 
