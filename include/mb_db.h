@@ -28,7 +28,14 @@ typedef struct {
  * (PQclear it; out may be NULL). Failures: MB_E_UNAVAILABLE when the database cannot be reached,
  * MB_E_CONFLICT for a unique or exclusion violation and MB_E_VALIDATION for a
  * check or foreign-key violation (db->constraint names it), MB_E_INTERNAL
- * otherwise. */
+ * otherwise.
+ * Failover (DATABASE_URL lists every node with target_session_attrs=read-write): a lost
+ * connection or a read-only error from a demoted node (SQLSTATE 25006) is MB_E_UNAVAILABLE
+ * (503 + Retry-After), and the connection is reset so that its next use reaches whichever node
+ * is primary now. It is retried here once only when nothing can have been written: the first
+ * statement of a transaction (its BEGIN goes with it), or a SELECT outside one. A COMMIT or a
+ * later statement of a transaction is never retried: the write may or may not have committed,
+ * and only the client can safely retry it (with the same Idempotency-Key). */
 mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params);
 mb_err mb_db_begin(mb_db *db);
 mb_err mb_db_commit(mb_db *db);

@@ -70,6 +70,8 @@ ensure_packages() {
 			command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || want="$want nodejs npm"
 			;;
 		fuzz) want="$want $MB_PKGS_FUZZ" ;;
+		ha) want="$want $MB_PKGS_HA" ;;
+		container) want="$want $MB_PKGS_CONTAINER" ;;
 		*) die "ensure_packages: unknown group $g" ;;
 		esac
 	done
@@ -106,6 +108,11 @@ MB_PKGS_BUILD="$MB_PKGS_BUILD librhonabwy-dev libcurl4-gnutls-dev"
 # Issue 12 (events): libcurl for webhook and mail delivery (the GnuTLS flavour: libulfius-dev
 # depends on it), and a local SMTP sink for the mail tests.
 MB_PKGS_TEST="$MB_PKGS_TEST python3-aiosmtpd"
+# Group ha (scripts/ha.sh, tests/api/test_ha.py): Patroni and etcd from Debian. etcd-server's
+# postinst starts a system etcd on the default ports; ha.sh runs its own on free loopback ports.
+MB_PKGS_HA="patroni etcd-server etcd-client python3-etcd python3-psycopg2 postgresql nginx curl"
+# Group container (scripts/image.sh): Debian's podman with runc, and debootstrap for the base image.
+MB_PKGS_CONTAINER="podman runc debootstrap uidmap"
 
 # --- build ----------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. tools -------------------------------------------------------------------------------
-ensure_packages build db test contract fuzz
+ensure_packages build db test contract fuzz ha
 rm -rf "$LOGDIR"
 mkdir -p "$LOGDIR"
 

@@ -1,6 +1,10 @@
 /* A fixed pool of libpq connections with a free list. A connection found
  * broken is reset on the next use, so the service heals by itself when
- * PostgreSQL comes back; one left inside a transaction is rolled back. Every
+ * PostgreSQL comes back; one left inside a transaction is rolled back. With
+ * several hosts in DATABASE_URL and target_session_attrs=read-write (a Patroni
+ * cluster), a reset lands on whichever node is primary now; a connection to a
+ * node that was demoted under it (SQLSTATE 25006, read-only transaction) is
+ * treated like a lost one. Every
  * statement runs prepared: parsed and planned once per connection, then only
  * bound and executed (see run_prepared). */
 #include <pthread.h>
@@ -9,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <yder.h>
 
@@ -33,6 +38,7 @@ typedef struct {
     int nstmts;
     unsigned next_id;
     bool dealloc; /* server-side statements went stale: DEALLOCATE ALL when idle */
+    bool reset;   /* on a demoted node: reconnect (to the primary) on the next use */
 } conn_slot;
 
 /* A request waiting for a connection. Waiters are served first come, first
@@ -197,10 +203,12 @@ static int acquire(void)
     if (s->conn == NULL) {
         s->conn = connect_one();
         stmts_clear(s);
-    } else if (PQstatus(s->conn) != CONNECTION_OK) {
+    } else if (PQstatus(s->conn) != CONNECTION_OK || s->reset) {
         PQreset(s->conn);
         stmts_clear(s);
+        s->dealloc = false;
     }
+    s->reset = false;
     if (s->conn == NULL || PQstatus(s->conn) != CONNECTION_OK) {
         atomic_fetch_add(&pool.errors, 1);
         put_slot(slot);
@@ -356,6 +364,25 @@ static bool stale_statement(const PGresult *r)
     return state != NULL && (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0);
 }
 
+/* Is the connection gone, or on a node that is no primary any more (a
+ * read-only error after a failover: 25006)? Either way the next attempt must
+ * be on a new connection, which target_session_attrs sends to the primary. */
+static bool lost_primary(PGconn *conn, const PGresult *r)
+{
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return PQstatus(conn) == CONNECTION_BAD || (state != NULL && strcmp(state, "25006") == 0);
+}
+
+/* A statement outside a transaction may be run again after a lost connection
+ * only when it cannot have changed anything: a plain SELECT (the service's
+ * writes all run in transactions, MB_R_TX). */
+static bool read_only_sql(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
 static mb_err map_error(mb_db *db, PGresult *r)
 {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -363,7 +390,7 @@ static mb_err map_error(mb_db *db, PGresult *r)
     snprintf(db->sqlstate, sizeof(db->sqlstate), "%s", state ? state : "");
     snprintf(db->constraint, sizeof(db->constraint), "%s", cons ? cons : "");
     if (PQstatus(db->conn) != CONNECTION_OK || state == NULL || strncmp(state, "08", 2) == 0 ||
-        strncmp(state, "57P", 3) == 0) {
+        strncmp(state, "57P", 3) == 0 || strcmp(state, "25006") == 0) {
         atomic_fetch_add(&pool.errors, 1);
         return MB_E_UNAVAILABLE;
     }
@@ -394,18 +421,27 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
     }
     conn_slot *s = &pool.slots[db->slot];
     /* Nothing ran yet in this transaction (its BEGIN goes with this
-     * statement): a failure here can be retried like outside one. */
+     * statement, and no COMMIT was sent): a failure here can be retried. A
+     * COMMIT, or any statement after the first of a transaction, is never
+     * retried: the write may or may not have committed, and only the client
+     * can tell (Idempotency-Key); it gets a 503. */
     bool begin = db->begin_pending;
     db->begin_pending = false;
-    bool retry_ok = !db->in_tx || begin;
+    bool retry_ok = begin || (!db->in_tx && read_only_sql(sql));
     PGresult *r = run_prepared(s, sql, n, params, begin);
-    if (PQstatus(db->conn) == CONNECTION_BAD && retry_ok) {
+    if (lost_primary(db->conn, r) && retry_ok) {
         /* The server went away since this connection was last used (a
-         * restart): nothing is lost by reconnecting and trying again. */
+         * restart, a failover) or was demoted: reconnect, to whichever node
+         * is primary now, and try once more. */
         PQclear(r);
         PQreset(db->conn);
         stmts_clear(s);
-        r = run_prepared(s, sql, n, params, begin);
+        s->dealloc = false;
+        r = PQstatus(db->conn) == CONNECTION_OK ? run_prepared(s, sql, n, params, begin) : NULL;
+        if (lost_primary(db->conn, r))
+            s->reset = true;
+    } else if (lost_primary(db->conn, r)) {
+        s->reset = true; /* reconnect when this slot is next taken */
     } else if (stale_statement(r)) {
         PQclear(r);
         stmts_clear(s);
