@@ -38,7 +38,9 @@ const char *mb_role_name(unsigned bit)
     return NULL;
 }
 
-/* Three non-empty base64url segments, nothing else. */
+/* Three non-empty base64url segments, nothing else. No base64 text is 1
+ * character longer than a multiple of 4 (6 bits cannot make a byte): a
+ * decoder that would take one anyway must never see it. */
 static int well_formed(const char *t, size_t len)
 {
     int dots = 0;
@@ -46,7 +48,7 @@ static int well_formed(const char *t, size_t len)
     for (size_t i = 0; i < len; i++) {
         char ch = t[i];
         if (ch == '.') {
-            if (seg == 0)
+            if (seg == 0 || seg % 4 == 1)
                 return 0;
             dots++;
             seg = 0;
@@ -57,7 +59,7 @@ static int well_formed(const char *t, size_t len)
             return 0;
         }
     }
-    return dots == 2 && seg > 0;
+    return dots == 2 && seg > 0 && seg % 4 != 1;
 }
 
 static int claim_time(json_t *claims, const char *name, int required, long long *out)

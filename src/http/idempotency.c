@@ -88,7 +88,9 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
         hex_encode(raw, plen + blen, hex);
         free(raw);
         free(canon);
-        const char *p[] = {scope, key, hex};
+        char roles[16];
+        snprintf(roles, sizeof(roles), "%u", c->who.roles);
+        const char *p[] = {scope, key, hex, roles};
         PGresult *res = NULL;
         e = mb_db_exec(&c->db, NULL,
                        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 "
@@ -96,10 +98,10 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                        2, p);
         if (e == MB_OK)
             e = mb_db_exec(&c->db, &res,
-                           "INSERT INTO idempotency_keys (scope, key, request_hash, status, body) "
-                           "VALUES ($1, $2, sha256(decode($3, 'hex')), 0, '') "
+                           "INSERT INTO idempotency_keys (scope, key, request_hash, status, body, "
+                           "roles) VALUES ($1, $2, sha256(decode($3, 'hex')), 0, '', $4::int) "
                            "ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
-                           3, p);
+                           4, p);
         if (e != MB_OK) {
             free(hex);
             mb_db_rollback(&c->db);
@@ -111,8 +113,9 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
         if (!claimed) {
             e = mb_db_exec(&c->db, &res,
                            "SELECT request_hash = sha256(decode($3, 'hex')), status, body, "
-                           "location FROM idempotency_keys WHERE scope = $1 AND key = $2",
-                           3, p);
+                           "location, roles & ~$4::int = 0 FROM idempotency_keys "
+                           "WHERE scope = $1 AND key = $2",
+                           4, p);
             free(hex);
             mb_db_rollback(&c->db);
             if (e != MB_OK || PQntuples(res) != 1) {
@@ -124,6 +127,12 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                 mb_reply_problem(c, MB_E_IDEMPOTENCY_KEY_REUSED,
                                  "This Idempotency-Key was used with a different request; use a "
                                  "new key for a new request.");
+            } else if (strcmp(PQgetvalue(res, 0, 4), "t") != 0 && !(r->flags & MB_R_SECRET)) {
+                /* The role check before a replay: the caller lost a role the request was
+                 * made with, so the stored answer is no longer theirs to see. */
+                mb_reply_problem(c, MB_E_FORBIDDEN_ROLE,
+                                 "Your roles changed since this request was first made: it needs "
+                                 "a role you no longer have. Ask your Global admin.");
             } else if (r->flags & MB_R_SECRET) {
                 /* The first answer held secrets and was not kept: answer again. */
                 PQclear(res);

@@ -259,3 +259,19 @@ def test_a_colleague_with_the_same_key_gets_no_stored_answer():
     assert_problem(emp, 403, "forbidden-role")
     assert db_val("SELECT count(*) FROM purchases WHERE partner_id = %s AND package_id = %s",
                   p.id, SILVER) == 1
+
+
+def test_a_replay_checks_the_roles_first():
+    """The same caller, whose token now lacks a role the first request was made with, gets the
+    role check (403) and not the stored answer."""
+    p = fresh_partner()
+    k = key()
+    ga_pa = Client(BASE, token(p.users["ga"], p.id, ["global_admin", "mpn_partner_admin"]))
+    first = ga_pa.post(purchases(p.id), json={"package_id": SILVER}, headers={"Idempotency-Key": k})
+    assert first.status_code == 201, first.text
+    same = ga_pa.post(purchases(p.id), json={"package_id": SILVER}, headers={"Idempotency-Key": k})
+    assert same.status_code == 201 and same.headers.get("Idempotent-Replayed") == "true"
+    fewer = Client(BASE, token(p.users["ga"], p.id, ["mpn_partner_admin"]))
+    r = fewer.post(purchases(p.id), json={"package_id": SILVER}, headers={"Idempotency-Key": k})
+    assert "Idempotent-Replayed" not in r.headers
+    assert_problem(r, 403, "forbidden-role")
