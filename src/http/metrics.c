@@ -7,8 +7,8 @@
 #include "front.h"
 #include "mb_cache.h"
 #include "mb_db.h"
-#include "mb_identity.h"
 #include "mb_events.h"
+#include "mb_identity.h"
 #include "mb_metrics.h"
 
 #define SLOTS 97 /* routes + one for unmatched */
@@ -61,6 +61,48 @@ static void put(sbuf *s, const char *fmt, ...)
         s->buf = nb;
         s->cap = ncap;
     }
+}
+
+/* Key pools left per product, for an alert below KEY_POOL_LOW_WATERMARK (issue 14):
+ * one indexed count per product that has a pool; nothing when the database is
+ * down (the other metrics still answer). */
+static void key_pools(sbuf *s)
+{
+    const char *low = getenv("KEY_POOL_LOW_WATERMARK");
+    long long watermark = low != NULL && *low ? atoll(low) : 100;
+    mb_db db = {0};
+    PGresult *r = NULL;
+    if (mb_db_exec(&db, &r,
+                   "SELECT p.code, (SELECT count(*) FROM license_keys k WHERE k.product_id = p.id "
+                   "AND k.benefit_id IS NULL) FROM products p WHERE EXISTS (SELECT 1 FROM "
+                   "license_keys k WHERE k.product_id = p.id) ORDER BY p.code",
+                   0, NULL) == MB_OK) {
+        put(s, "# HELP mpn_key_pool_available License keys not yet handed out, per product.\n"
+               "# TYPE mpn_key_pool_available gauge\n");
+        int below = 0;
+        for (int i = 0; i < PQntuples(r); i++) {
+            long long n = atoll(PQgetvalue(r, i, 1));
+            below += n < watermark;
+            char code[160];
+            size_t o = 0;
+            for (const char *c = PQgetvalue(r, i, 0); *c && o + 3 < sizeof(code); c++) {
+                if (*c == '"' || *c == '\\')
+                    code[o++] = '\\';
+                code[o++] = *c == '\n' ? ' ' : *c;
+            }
+            code[o] = '\0';
+            put(s, "mpn_key_pool_available{product=\"%s\"} %lld\n", code, n);
+        }
+        put(s,
+            "# HELP mpn_key_pool_low_watermark KEY_POOL_LOW_WATERMARK.\n"
+            "# TYPE mpn_key_pool_low_watermark gauge\nmpn_key_pool_low_watermark %lld\n"
+            "# HELP mpn_key_pools_below_low_watermark Products whose pool is below it.\n"
+            "# TYPE mpn_key_pools_below_low_watermark gauge\n"
+            "mpn_key_pools_below_low_watermark %d\n",
+            watermark, below);
+    }
+    PQclear(r);
+    mb_db_release(&db);
 }
 
 char *mb_metrics_text(size_t *len)
@@ -171,6 +213,7 @@ char *mb_metrics_text(size_t *len)
     char events[1024];
     if (mb_events_metrics(events, sizeof(events)) > 0)
         put(&s, "%s", events);
+    key_pools(&s);
     *len = s.len;
     return s.buf;
 }
