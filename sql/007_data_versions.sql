@@ -55,6 +55,11 @@ BEGIN
     ELSE
         j := to_jsonb(NEW);
     END IF;
+    -- the time marks change only with the instants themselves (a seat changes `used`, not them)
+    IF marks AND TG_OP = 'UPDATE' THEN
+        marks := j -> 'expires_at' IS DISTINCT FROM to_jsonb(OLD) -> 'expires_at'
+                 OR j -> 'term_end' IS DISTINCT FROM to_jsonb(OLD) -> 'term_end';
+    END IF;
     IF j ? 'partner_id' THEN
         pid := (j ->> 'partner_id')::uuid;
     ELSIF j ->> 'benefit_id' IS NOT NULL THEN
