@@ -160,10 +160,12 @@ const char *mb_actor(mb_ctx *c);
 /* Routes of each resource file. */
 extern const mb_route mb_routes_core[];
 extern const mb_route mb_routes_accounts[];
+extern const mb_route mb_routes_partners_admin[];
 extern const mb_route mb_routes_purchases[];
 extern const mb_route mb_routes_keys[];
 extern const mb_route mb_routes_seats[];
 extern const mb_route mb_routes_activation[];
+extern const mb_route mb_routes_support[];
 extern const mb_route mb_routes_marketing[];
 extern const mb_route mb_routes_refund[];
 extern const mb_route mb_routes_identity[]; /* issue 11: revoke-tokens */

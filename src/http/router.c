@@ -10,12 +10,27 @@
 static const mb_route *routes[MAX_ROUTES];
 static int nroutes;
 
-static const mb_route *const *route_tables[] = {(const mb_route *const[]){
-    mb_routes_core, mb_routes_accounts, mb_routes_purchases, mb_routes_keys, mb_routes_seats,
-    mb_routes_activation, mb_routes_marketing, mb_routes_refund, mb_routes_identity,
-    mb_routes_events, mb_routes_webhooks, mb_routes_webhook_deliveries, mb_routes_mail_deliveries,
-    /* issue 14 */ mb_routes_catalog, mb_routes_catalog_reads, mb_routes_packages, mb_routes_batch,
-    mb_routes_summary, NULL}};
+static const mb_route *const *route_tables[] = {
+    (const mb_route *const[]){mb_routes_core,
+                              mb_routes_accounts,
+                              mb_routes_purchases,
+                              mb_routes_keys,
+                              mb_routes_seats,
+                              mb_routes_activation,
+                              mb_routes_support,
+                              mb_routes_marketing,
+                              mb_routes_refund,
+                              mb_routes_identity,
+                              mb_routes_events,
+                              mb_routes_webhooks,
+                              mb_routes_webhook_deliveries,
+                              mb_routes_mail_deliveries,
+                              /* issue 14 */ mb_routes_catalog,
+                              mb_routes_catalog_reads,
+                              mb_routes_packages,
+                              mb_routes_batch,
+                              mb_routes_summary,
+                              NULL}};
 
 void mb_router_init(void)
 {
