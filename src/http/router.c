@@ -12,6 +12,7 @@ static int nroutes;
 
 static const mb_route *const *route_tables[] = {
     (const mb_route *const[]){mb_routes_core,
+                              mb_routes_partners_admin,
                               mb_routes_accounts,
                               mb_routes_purchases,
                               mb_routes_keys,
