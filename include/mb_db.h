@@ -37,6 +37,13 @@ typedef struct {
  * later statement of a transaction is never retried: the write may or may not have committed,
  * and only the client can safely retry it (with the same Idempotency-Key). */
 mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params);
+/* Frees a result and forgets it, so that a later error path's clear of the same variable is
+ * harmless (a double free otherwise: seats.c had one, found by the HA test under ASan). */
+static inline void mb_db_clear(PGresult **r)
+{
+    PQclear(*r);
+    *r = NULL;
+}
 mb_err mb_db_begin(mb_db *db);
 mb_err mb_db_commit(mb_db *db);
 void mb_db_rollback(mb_db *db);

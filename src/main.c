@@ -57,7 +57,7 @@ static int exec_ok(PGconn *db, const char *sql, int n, const char *const *params
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
         fprintf(stderr, "mpn-benefits: %s", PQerrorMessage(db));
-    PQclear(r);
+    mb_db_clear(&r);
     return ok;
 }
 
@@ -74,7 +74,7 @@ static int exec_file(PGconn *db, const char *path)
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
         fprintf(stderr, "mpn-benefits: %s: %s", path, PQerrorMessage(db));
-    PQclear(r);
+    mb_db_clear(&r);
     free(sql);
     return ok;
 }
@@ -129,7 +129,7 @@ static int cmd_migrate(const mb_config *cfg)
         PGresult *r = PQexecParams(db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1,
                                    NULL, p, NULL, NULL, 0);
         int done = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-        PQclear(r);
+        mb_db_clear(&r);
         if (done)
             continue;
         char path[4096];

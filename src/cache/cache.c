@@ -242,7 +242,7 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
     bool usable = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "partner_center") == 0;
     if (usable)
         snprintf(q->version, sizeof(q->version), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     if (!usable)
         return false; /* no such partner, or in PMC: the handler answers that */
     snprintf(q->key, sizeof(q->key), "%s|%s|%s|%u|%s|%.900s", c->route, c->who.tid, op ? "op" : "p",

@@ -129,7 +129,7 @@ static void *listen_main(void *arg)
         PGconn *db = PQconnectdb(conninfo);
         PGresult *r = PQstatus(db) == CONNECTION_OK ? PQexec(db, "LISTEN mb_events") : NULL;
         bool ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
-        PQclear(r);
+        mb_db_clear(&r);
         if (!ok) {
             y_log_message(Y_LOG_LEVEL_WARNING, "events: cannot LISTEN: %s", PQerrorMessage(db));
             PQfinish(db);

@@ -44,7 +44,7 @@ static void due_events(void)
             written++;
         PQclear(w);
     }
-    PQclear(r);
+    mb_db_clear(&r);
     mb_db_release(&db);
     if (written > 0)
         y_log_message(Y_LOG_LEVEL_INFO, "scheduler: %d scheduled events written", written);

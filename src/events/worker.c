@@ -196,7 +196,7 @@ static int claim(CURLM *multi, job **slots, int n)
                 break;
             }
     }
-    PQclear(r);
+    mb_db_clear(&r);
     return added;
 }
 
@@ -270,7 +270,7 @@ static void record(job *j, CURLcode rc)
                           "failures",
                           PQgetvalue(r, 0, 0));
     }
-    PQclear(r);
+    mb_db_clear(&r);
     if (e == MB_OK)
         e = mb_db_commit(&db);
     mb_db_release(&db);
@@ -336,7 +336,7 @@ static int claim_mail(CURLM *multi, job **slots, int n)
             y_log_message(Y_LOG_LEVEL_WARNING,
                           "mail: not sent (SMTP_URL is not set): event %s of partner %s to %s",
                           PQgetvalue(r, i, 0), PQgetvalue(r, i, 2), PQgetvalue(r, i, 1));
-        PQclear(r);
+        mb_db_clear(&r);
         return 0;
     }
     char lim[12], lease[24];
@@ -402,7 +402,7 @@ static int claim_mail(CURLM *multi, job **slots, int n)
                 break;
             }
     }
-    PQclear(r);
+    mb_db_clear(&r);
     return added;
 }
 

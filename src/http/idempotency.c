@@ -109,7 +109,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
             return;
         }
         bool claimed = PQntuples(res) == 1;
-        PQclear(res);
+        mb_db_clear(&res);
         if (!claimed) {
             e = mb_db_exec(&c->db, &res,
                            "SELECT request_hash = sha256(decode($3, 'hex')), status, body, "
@@ -119,7 +119,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
             free(hex);
             mb_db_rollback(&c->db);
             if (e != MB_OK || PQntuples(res) != 1) {
-                PQclear(res);
+                mb_db_clear(&res);
                 mb_reply_err(c, e != MB_OK ? e : MB_E_UNAVAILABLE);
                 return;
             }
@@ -135,7 +135,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                                  "a role you no longer have. Ask your Global admin.");
             } else if (r->flags & MB_R_SECRET) {
                 /* The first answer held secrets and was not kept: answer again. */
-                PQclear(res);
+                mb_db_clear(&res);
                 e = mb_db_begin(&c->db);
                 if (e != MB_OK) {
                     mb_reply_err(c, e);
@@ -164,7 +164,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                     mb_set_header(c, "Location", PQgetvalue(res, 0, 3));
                 mb_set_header(c, "Idempotent-Replayed", "true");
             }
-            PQclear(res);
+            mb_db_clear(&res);
             return;
         }
     }

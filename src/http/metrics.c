@@ -101,7 +101,7 @@ static void key_pools(sbuf *s)
             "mpn_key_pools_below_low_watermark %d\n",
             watermark, below);
     }
-    PQclear(r);
+    mb_db_clear(&r);
     mb_db_release(&db);
 }
 

@@ -222,7 +222,7 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
         return false;
     }
     bool ok = gate_row(c, r, need_partner_center, pmc_detail);
-    PQclear(r);
+    mb_db_clear(&r);
     return ok;
 }
 
@@ -238,7 +238,7 @@ PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *pmc_de
         return NULL;
     }
     if (!gate_row(c, r, need_partner_center, pmc_detail)) {
-        PQclear(r);
+        mb_db_clear(&r);
         return NULL;
     }
     return r;
@@ -255,7 +255,7 @@ bool mb_reply_gated_doc(mb_ctx *c, bool need_partner_center, const char *pmc_det
         mb_reply_json(c, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
     else
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
-    PQclear(r);
+    mb_db_clear(&r);
     return found;
 }
 
@@ -331,7 +331,7 @@ bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *con
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such %s.", what);
     else
         mb_reply_json(c, status, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     return ok;
 }
 
@@ -364,7 +364,7 @@ void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params,
         return;
     }
     reply_page(c, r, 0, limit);
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
@@ -380,7 +380,7 @@ void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_de
     if (r == NULL)
         return;
     reply_page(c, r, 1, limit);
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 void mb_reply_partner_page(mb_ctx *c, bool need_partner_center, const char *pmc_detail,

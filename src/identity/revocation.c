@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <yder.h>
 
+#include "mb_db.h"
 #include "mb_identity.h"
 
 #define BUCKETS 4096
@@ -136,7 +137,7 @@ static PGconn *connect_and_load(void)
      * notified, never neither. */
     PGresult *r = PQexec(c, "LISTEN " CHANNEL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!ok) {
         PQfinish(c);
         return NULL;
@@ -144,7 +145,7 @@ static PGconn *connect_and_load(void)
     r = PQexec(c, "SELECT partner_id::text, user_id, "
                   "floor(extract(epoch FROM revoked_at))::bigint FROM token_revocations");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        PQclear(r);
+        mb_db_clear(&r);
         PQfinish(c);
         return NULL;
     }
@@ -152,7 +153,7 @@ static PGconn *connect_and_load(void)
     for (int i = 0; i < PQntuples(r); i++)
         put(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), strtoll(PQgetvalue(r, i, 2), NULL, 10));
     pthread_rwlock_unlock(&lock);
-    PQclear(r);
+    mb_db_clear(&r);
     return c;
 }
 

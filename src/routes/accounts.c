@@ -207,7 +207,7 @@ static void user_create(mb_ctx *c)
     }
     char uid[40];
     snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     json_t *details = json_pack("{s:s, s:o}", "email", email, "roles", json_loads(rj, 0, NULL));
     json_decref(body);
     if (!mb_accounts_audit(c, c->param[0], "user.created", "user", uid, details) ||
@@ -241,13 +241,13 @@ static bool lock_and_load_user(mb_ctx *c, unsigned *roles, char *email, size_t e
         return false;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
         return false;
     }
     *roles = roles_from_pg(PQgetvalue(r, 0, 0));
     snprintf(email, emaillen, "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 
@@ -264,7 +264,7 @@ static bool other_global_admin(mb_ctx *c, bool *yes)
         return false;
     }
     *yes = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 
@@ -386,7 +386,7 @@ static void user_delete(mb_ctx *c)
         return;
     }
     bool contact = PQntuples(r) > 0;
-    PQclear(r);
+    mb_db_clear(&r);
     if (contact) {
         mb_reply_problem(c, MB_E_CONFLICT, "%s", contact_detail);
         return;
@@ -401,7 +401,7 @@ static void user_delete(mb_ctx *c)
     json_t *released = NULL;
     if (e == MB_OK) {
         released = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        PQclear(r);
+        mb_db_clear(&r);
         e = mb_db_exec(&c->db, NULL,
                        "DELETE FROM users WHERE partner_id = $1::uuid AND id = $2::uuid", 2,
                        c->param);

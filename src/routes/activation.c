@@ -80,7 +80,7 @@ static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
         "co_sell_ready FROM partners WHERE id = $1::uuid",
         1, p);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_NOT_FOUND);
         return false;
     }
@@ -88,7 +88,7 @@ static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
     bool silver = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     bool gold = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
     bool co_sell = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!contact) {
         mb_reply_problem(c, MB_E_CONTACT_REQUIRED,
                          "Assign a company marketing contact first (PUT /v1/partners/%s/"
@@ -174,10 +174,10 @@ static void activation_create(mb_ctx *c)
                          "This benefit already has a %s activation: "
                          "/v1/partners/%s/activations/%s.",
                          PQgetvalue(r, 0, 1), c->param[0], PQgetvalue(r, 0, 0));
-        PQclear(r);
+        mb_db_clear(&r);
         return;
     }
-    PQclear(r);
+    mb_db_clear(&r);
     if (is_gtm(&b) && !gtm_allowed(c, &b))
         return;
 
@@ -197,7 +197,7 @@ static void activation_create(mb_ctx *c)
     }
     char id[40];
     snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     e = mb_db_exec(&c->db, NULL, "UPDATE benefits SET status = 'pending' WHERE id = $1::uuid", 1,
                    pl);
     char details[128];
@@ -298,19 +298,19 @@ static bool lock_pending(mb_ctx *c, char partner[40], char benefit[40])
         return false;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such activation.");
         return false;
     }
     if (strcmp(PQgetvalue(r, 0, 0), "pending") != 0) {
         mb_reply_problem(c, MB_E_NOT_PENDING, "This activation is already %s.",
                          PQgetvalue(r, 0, 0));
-        PQclear(r);
+        mb_db_clear(&r);
         return false;
     }
     snprintf(partner, 40, "%s", PQgetvalue(r, 0, 1));
     snprintf(benefit, 40, "%s", PQgetvalue(r, 0, 2));
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 
@@ -354,7 +354,7 @@ static void admin_activation_complete(mb_ctx *c)
         "RETURNING a.benefit_id::text, a.access_id, a.contract_id, a.expires_at::text",
         2, p);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
@@ -365,7 +365,7 @@ static void admin_activation_complete(mb_ctx *c)
                    "UPDATE benefits SET status = 'active', activated_at = now(), access_id = $2, "
                    "contract_id = $3, expires_at = $4::timestamptz WHERE id = $1::uuid",
                    4, pb);
-    PQclear(r);
+    mb_db_clear(&r);
     if (e == MB_E_CONFLICT) {
         /* 64 random bits collided: let the operator retry. */
         mb_reply_problem(c, MB_E_CONFLICT, "Could not issue unique identifiers; retry.");

@@ -294,7 +294,7 @@ static bool resolve(mb_ctx *c, batch_row *r, mb_err *fatal)
     bool found = PQntuples(res) == 1;
     if (found)
         snprintf(r->user_id, sizeof(r->user_id), "%s", PQgetvalue(res, 0, 0));
-    PQclear(res);
+    mb_db_clear(&res);
     if (!found)
         row_fail(r, MB_E_USER_NOT_IN_PARTNER,
                  "Not a user of this partner: add the user in Account settings first.");
@@ -316,7 +316,7 @@ static mb_err apply_row(mb_ctx *c, const mb_benefit *b, batch_row *r)
         if (e != MB_OK)
             return e;
         bool removed = PQntuples(res) == 1;
-        PQclear(res);
+        mb_db_clear(&res);
         if (!removed) {
             row_fail(r, MB_E_NOT_FOUND, "That user holds no seat of this benefit.");
             return MB_OK;
@@ -332,7 +332,7 @@ static mb_err apply_row(mb_ctx *c, const mb_benefit *b, batch_row *r)
             return e;
         bool held = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         bool room = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-        PQclear(res);
+        mb_db_clear(&res);
         if (held) {
             row_fail(r, MB_E_ALREADY_ASSIGNED, "This user already holds a seat of this benefit.");
             return MB_OK;

@@ -270,12 +270,12 @@ static bool product_write(mb_ctx *c, const char *id, const product_in *p, char n
         return false;
     }
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return false;
     }
     snprintf(new_id, 40, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 
@@ -336,7 +336,7 @@ static json_t *product_locked(mb_ctx *c, bool *bought)
     json_t *doc = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
     *bought = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     bool found = PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (doc == NULL) {
         if (found)
             mb_reply_err(c, MB_E_INTERNAL);

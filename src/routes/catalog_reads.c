@@ -54,7 +54,7 @@ static void benefit_downloads(mb_ctx *c)
                           "FROM benefit_catalog bc WHERE bc.benefit_id = $1::uuid",
                           3, p);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
@@ -69,11 +69,11 @@ static void benefit_downloads(mb_ctx *c)
                                "Query '%s' must be one of the values this benefit offers (see "
                                "'allowed').",
                                field);
-            PQclear(r);
+            mb_db_clear(&r);
             return;
         }
     mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 const mb_route mb_routes_catalog_reads[] = {

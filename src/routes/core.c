@@ -105,7 +105,7 @@ static void me(mb_ctx *c)
             return;
         }
         assignments = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        PQclear(r);
+        mb_db_clear(&r);
     }
     json_t *doc = json_pack("{s:s, s:o, s:o, s:o}", "user_id", c->who.sub, "partner_id",
                             c->who.tid[0] ? json_string(c->who.tid) : json_null(), "roles", roles,
@@ -244,7 +244,7 @@ static void benefit_get(mb_ctx *c)
         mb_reply_problem(c, MB_E_FORBIDDEN_ROLE, "%s", mb_action_denied_detail(MB_ACT_TECHNICAL));
     else
         mb_reply_json(c, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 static void admin_partners_list(mb_ctx *c)

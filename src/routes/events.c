@@ -134,7 +134,7 @@ static int sse_fetch(sse *s)
             o += (size_t)snprintf(out + o, cap + 1 - o, "id: %s\nevent: %s\ndata: %s\n\n",
                                   PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3));
     }
-    PQclear(r);
+    mb_db_clear(&r);
     if (out == NULL)
         return -1;
     pend_set(s, out, o);

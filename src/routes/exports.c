@@ -61,7 +61,7 @@ static bool export_fill(export_state *s)
     free(s->buf);
     s->buf = malloc(need + 1);
     if (s->buf == NULL) {
-        PQclear(r);
+        mb_db_clear(&r);
         return false;
     }
     size_t o = 0;
@@ -77,7 +77,7 @@ static bool export_fill(export_state *s)
     s->done = rows < 1000; /* every query takes LIMIT 1000 */
     s->len = o;
     s->off = 0;
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 

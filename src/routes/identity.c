@@ -25,7 +25,7 @@ static void revoke_now(mb_ctx *c, const char *partner_id, const char *user_id, c
     }
     char doc[512];
     snprintf(doc, sizeof(doc), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     e = mb_audit(c, partner_id, action, target_type, target_id, NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);
@@ -68,7 +68,7 @@ static void user_revoke_tokens(mb_ctx *c)
         return;
     }
     bool found = PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!found) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
         return;
@@ -93,7 +93,7 @@ static void partner_revoke_tokens(mb_ctx *c)
         return;
     }
     bool found = PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!found) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
         return;

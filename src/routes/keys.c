@@ -133,13 +133,13 @@ static void keys_load(mb_ctx *c)
         return;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         free(keys_json);
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such product.");
         return;
     }
     bool ok = has_keys(PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     if (!ok) {
         free(keys_json);
         mb_reply_problem_x(c, MB_E_VALIDATION,
@@ -170,7 +170,7 @@ static void keys_load(mb_ctx *c)
         return;
     }
     long long added = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     e = mb_db_exec(&c->db, &r,
                    "SELECT count(*) FROM license_keys WHERE product_id = $1::uuid "
                    "AND benefit_id IS NULL",
@@ -180,7 +180,7 @@ static void keys_load(mb_ctx *c)
         return;
     }
     long long available = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     long long duplicates = (long long)total - added;
 
     char details[128];
@@ -256,7 +256,7 @@ static bool take_keys(mb_ctx *c, const mb_benefit *b)
         return false;
     }
     int got = PQntuples(r);
-    PQclear(r);
+    mb_db_clear(&r);
     if (got < b->quantity) {
         /* The transaction rolls back: nothing is taken. */
         mb_reply_problem(c, MB_E_KEY_POOL_EXHAUSTED,
@@ -327,14 +327,14 @@ static void keys_reveal(mb_ctx *c)
                           "WHERE benefit_id = $1::uuid",
                           1, pp);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         json_decref(body);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     bool ok = offered(c, "language", language, PQgetvalue(r, 0, 0)) &&
               offered(c, "os", os, PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     if (!ok) {
         json_decref(body);
         return;
@@ -349,7 +349,7 @@ static void keys_reveal(mb_ctx *c)
         return;
     }
     bool first = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
-    PQclear(r);
+    mb_db_clear(&r);
     if (first && !take_keys(c, &b)) {
         json_decref(body);
         return;
@@ -393,12 +393,12 @@ static void keys_reveal(mb_ctx *c)
         5, dp);
     json_decref(body);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     /* Keys must not stay in browser or proxy caches. */
     mb_set_header(c, "Cache-Control", "no-store");
 }

@@ -135,7 +135,7 @@ static mb_err chunk_flush(mb_ctx *c, import_state *im, const char *product_id)
         if (!row_result(im, atoll(PQgetvalue(r, i, 0)), "duplicate",
                         "already in the pool, or earlier in this file"))
             e = MB_E_INTERNAL;
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK)
         return e;
     im->duplicates += dups;
@@ -269,7 +269,7 @@ void mb_keys_import_csv(mb_ctx *c, const char *product_id)
                        "AND benefit_id IS NULL",
                        1, pp);
     long long available = e == MB_OK ? atoll(PQgetvalue(r, 0, 0)) : 0;
-    PQclear(r);
+    mb_db_clear(&r);
     if (e == MB_OK) {
         char details[192];
         snprintf(details, sizeof(details),

@@ -37,7 +37,7 @@ static void contact_get(mb_ctx *c)
                          "No marketing contact is set; set one with PUT on this path.");
     else
         reply_contact(c, r);
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 /* If-Match (RFC 9110 §13.1.1, strong comparison): true when one of the listed
@@ -106,14 +106,14 @@ static void contact_put(mb_ctx *c)
                           "FROM partners WHERE id = $1::uuid",
                           3, pc);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         json_decref(body);
         mb_reply_err(c, e != MB_OK ? e : MB_E_NOT_FOUND);
         return;
     }
     bool in_partner = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     bool same_email = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!in_partner) {
         json_decref(body);
         mb_reply_problem(c, MB_E_USER_NOT_IN_PARTNER,
@@ -144,7 +144,7 @@ static void contact_put(mb_ctx *c)
         char current[32] = "";
         if (PQntuples(r) == 1)
             snprintf(current, sizeof(current), "\"%s\"", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        mb_db_clear(&r);
         if (!if_match_ok(if_match, current[0] ? current : NULL)) {
             json_decref(body);
             if (current[0])
@@ -177,7 +177,7 @@ static void contact_put(mb_ctx *c)
     snprintf(details, sizeof(details), "{\"user_id\":\"%s\",\"version\":%s}", user,
              PQgetvalue(r, 0, 0));
     json_decref(body);
-    PQclear(r);
+    mb_db_clear(&r);
     e = mb_audit(c, c->param[0], "marketing_contact.set", "marketing_contact", c->param[0],
                  details);
     if (e == MB_OK)
@@ -193,7 +193,7 @@ static void contact_put(mb_ctx *c)
         return;
     }
     reply_contact(c, r);
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 const mb_route mb_routes_marketing[] = {

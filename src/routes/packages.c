@@ -125,7 +125,7 @@ static bool products_exist(mb_ctx *c, const char *benefits)
         snprintf(v.message, sizeof(v.message), "is not a product of the catalog");
         mb_reply_verr(c, &v);
     }
-    PQclear(r);
+    mb_db_clear(&r);
     return ok;
 }
 
@@ -154,12 +154,12 @@ static bool package_write(mb_ctx *c, const char *id, const package_in *p, char o
         return false;
     }
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return false;
     }
     snprintf(out_id, 40, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     const char *b[] = {out_id, p->benefits};
     e = mb_db_exec(&c->db, NULL, "DELETE FROM package_benefits WHERE package_id = $1::uuid", 1, b);
     if (e == MB_OK)
@@ -233,7 +233,7 @@ static bool keeps_allocations(mb_ctx *c, const char *id, const char *benefits)
                            "allocates %s and would allocate %s. Keep it (or raise it), or create "
                            "a new package.",
                            PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-    PQclear(r);
+    mb_db_clear(&r);
     return ok;
 }
 
@@ -270,7 +270,7 @@ static void package_update(mb_ctx *c)
             mb_reply_err(c, e);
         else
             mb_reply_problem(c, MB_E_NOT_FOUND, "No such package.");
-        PQclear(r);
+        mb_db_clear(&r);
         json_decref(body);
         return;
     }
@@ -278,7 +278,7 @@ static void package_update(mb_ctx *c)
     bool bought = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
     char old_price[32];
     snprintf(old_price, sizeof(old_price), "%s", PQgetvalue(r, 0, 2));
-    PQclear(r);
+    mb_db_clear(&r);
     package_in p = {0};
     char id[40];
     if (merged == NULL) {

@@ -161,7 +161,7 @@ static void partner_onboard(mb_ctx *c)
                           6, p);
     if (e == MB_OK) {
         snprintf(pid, sizeof(pid), "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        mb_db_clear(&r);
         const char *pc[] = {pid, comps};
         e = mb_db_exec(&c->db, NULL,
                        "INSERT INTO partner_competencies (partner_id, area, level, expires_at) "
@@ -178,7 +178,7 @@ static void partner_onboard(mb_ctx *c)
                        3, pu);
         if (e == MB_OK) {
             snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
-            PQclear(r);
+            mb_db_clear(&r);
         }
     }
     free(comps);
@@ -249,7 +249,7 @@ static void partner_update(mb_ctx *c)
                           "FOR NO KEY UPDATE",
                           1, c->param);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         free(comps);
         json_decref(body);
         if (e != MB_OK)
@@ -261,7 +261,7 @@ static void partner_update(mb_ctx *c)
     char old_location[16], old_level[16];
     snprintf(old_location, sizeof(old_location), "%s", PQgetvalue(r, 0, 0));
     snprintf(old_level, sizeof(old_level), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     /* Moving to Partner Center is one way: the data left PMC. */
     if (location && strcmp(location, "pmc") == 0 && strcmp(old_location, "partner_center") == 0) {
         free(comps);
@@ -281,7 +281,7 @@ static void partner_update(mb_ctx *c)
                        "AND lower(email) = lower($2)",
                        2, pm);
         bool clash = e == MB_OK && PQntuples(r) > 0;
-        PQclear(r);
+        mb_db_clear(&r);
         if (e != MB_OK || clash) {
             free(comps);
             json_decref(body);

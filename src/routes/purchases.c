@@ -88,7 +88,7 @@ static void purchase_create(mb_ctx *c)
         return;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_problem_x(
             c, MB_E_VALIDATION,
             json_pack("{s:[{s:s,s:s}]}", "errors", "field", "package_id", "message",
@@ -99,7 +99,7 @@ static void purchase_create(mb_ctx *c)
     char id[40], term_end[64];
     snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
     snprintf(term_end, sizeof(term_end), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
 
     /* R3: one benefit per allocation of the package. */
     const char *pb[] = {c->param[0], id, pkg};
@@ -115,7 +115,7 @@ static void purchase_create(mb_ctx *c)
         return;
     }
     int nbenefits = PQntuples(r);
-    PQclear(r);
+    mb_db_clear(&r);
     if (audit(c, "purchase.created", id,
               json_pack("{s:s, s:s, s:i}", "package_id", pkg, "term_end", term_end, "benefits",
                         nbenefits)))
@@ -169,7 +169,7 @@ static void purchase_renew(mb_ctx *c)
         return;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
         return;
     }
@@ -183,7 +183,7 @@ static void purchase_renew(mb_ctx *c)
              active                                          ? "active"
              : strcmp(PQgetvalue(r, 0, 0), "cancelled") == 0 ? "cancelled"
                                                              : "expired");
-    PQclear(r);
+    mb_db_clear(&r);
     if (!active) {
         mb_reply_problem(c, MB_E_PURCHASE_NOT_ACTIVE,
                          "This purchase is %s; only an active purchase can be renewed. Buy the "
@@ -203,13 +203,13 @@ static void purchase_renew(mb_ctx *c)
                    "RETURNING to_json(pu.term_end) #>> '{}'",
                    2, c->param);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     json_t *details =
         json_pack("{s:{s:s, s:s}}", "term_end", "from", old_end, "to", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (audit(c, "purchase.renewed", c->param[1], details))
         reply_purchase(c, 200, c->param[1], false);
 }

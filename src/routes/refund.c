@@ -39,7 +39,7 @@ static bool read_facts(mb_ctx *c, facts *f)
         return false;
     }
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
         return false;
     }
@@ -48,7 +48,7 @@ static bool read_facts(mb_ctx *c, facts *f)
     f->age = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
     f->software = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
     snprintf(f->window_ends_at, sizeof(f->window_ends_at), "%s", PQgetvalue(r, 0, 4));
-    PQclear(r);
+    mb_db_clear(&r);
     return true;
 }
 
@@ -125,7 +125,7 @@ static void cancellation(mb_ctx *c)
         return;
     }
     bool found = PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (!found) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
         return;
@@ -166,14 +166,14 @@ static void cancellation(mb_ctx *c)
                    "RETURNING pk.price::text, pk.currency",
                    2, c->param);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     char amount[32], currency[8];
     snprintf(amount, sizeof(amount), "%s", PQgetvalue(r, 0, 0));
     snprintf(currency, sizeof(currency), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
 
     const char *p[] = {c->param[1], mb_actor(c)};
     e = mb_db_exec(&c->db, &r,
@@ -194,7 +194,7 @@ static void cancellation(mb_ctx *c)
     char rejected[24], released[24];
     snprintf(rejected, sizeof(rejected), "%s", PQgetvalue(r, 0, 0));
     snprintf(released, sizeof(released), "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
     e = mb_db_exec(&c->db, &r,
                    "UPDATE benefits SET status = 'cancelled' WHERE purchase_id = $1::uuid "
                    "RETURNING 1",
@@ -204,7 +204,7 @@ static void cancellation(mb_ctx *c)
         return;
     }
     int benefits = PQntuples(r);
-    PQclear(r);
+    mb_db_clear(&r);
 
     char details[256];
     snprintf(details, sizeof(details),
@@ -222,7 +222,7 @@ static void cancellation(mb_ctx *c)
         return;
     }
     mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 const mb_route mb_routes_refund[] = {

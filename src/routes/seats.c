@@ -141,7 +141,7 @@ static void assignment_create(mb_ctx *c)
         member = PQntuples(r) == 1;
         if (member) /* the canonical (lower-case) form */
             snprintf(user_id, sizeof(user_id), "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        mb_db_clear(&r);
     }
     if (!member) {
         mb_reply_problem(c, MB_E_USER_NOT_IN_PARTNER,
@@ -197,12 +197,12 @@ static void assignment_create(mb_ctx *c)
                        "AND user_id = $2::uuid",
                        2, ip);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     mb_reply_json(c, 201, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     char loc[192];
     snprintf(loc, sizeof(loc), "/v1/partners/%s/benefits/%s/assignments/%s", c->param[0], b.id,
              user_id);
@@ -242,7 +242,7 @@ static void assignment_delete(mb_ctx *c)
     char uid[40] = "";
     if (removed)
         snprintf(uid, sizeof(uid), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (!removed) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "That user holds no seat of this benefit.");
         return;

@@ -32,7 +32,7 @@ static void benefits_summary(mb_ctx *c)
     if (r == NULL)
         return;
     mb_reply_json(c, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
-    PQclear(r);
+    mb_db_clear(&r);
 }
 
 const mb_route mb_routes_summary[] = {

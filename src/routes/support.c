@@ -165,7 +165,7 @@ static void support_create(mb_ctx *c)
     }
     char id[40];
     snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     char details[160];
     snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"type\":\"%s\",\"units\":%lld}",
              b.id, type_s, units);

@@ -20,7 +20,7 @@ static void deliveries_list(mb_ctx *c)
     mb_err e = mb_db_exec(
         &c->db, &r, "SELECT 1 FROM webhooks WHERE partner_id = $1::uuid AND id = $2::uuid", 2, p0);
     bool found = e == MB_OK && PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;
@@ -57,7 +57,7 @@ static void delivery_retry(mb_ctx *c)
                    "AND id = $3::uuid RETURNING event_id",
                    3, p);
     bool found = e == MB_OK && PQntuples(r) == 1;
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;

@@ -81,12 +81,12 @@ static void reply_webhook(mb_ctx *c, int status, const char *id, const char *sec
     PGresult *r = NULL;
     mb_err e = mb_db_exec(&c->db, &r, "SELECT doc FROM webhook_docs WHERE id = $1::uuid", 1, p);
     if (e != MB_OK || PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
         return;
     }
     json_t *doc = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-    PQclear(r);
+    mb_db_clear(&r);
     if (doc != NULL && secret != NULL)
         json_object_set_new(doc, "secret", json_string(secret));
     if (doc == NULL) {
@@ -110,7 +110,7 @@ static bool new_secret(mb_ctx *c, char *out, size_t outlen)
                           0, NULL);
     if (e == MB_OK)
         snprintf(out, outlen, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK)
         mb_reply_err(c, e);
     return e == MB_OK;
@@ -157,11 +157,11 @@ static void webhook_create(mb_ctx *c)
             char id[40], secret[80];
             snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
             snprintf(secret, sizeof(secret), "%s", PQgetvalue(r, 0, 1));
-            PQclear(r);
+            mb_db_clear(&r);
             reply_webhook(c, 201, id, secret);
             return;
         }
-        PQclear(r);
+        mb_db_clear(&r);
     }
     json_t *body = mb_body(c, false);
     if (body == NULL)
@@ -196,7 +196,7 @@ static void webhook_create(mb_ctx *c)
     char id[40] = "";
     if (e == MB_OK)
         snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK) {
         json_decref(body);
         mb_reply_err(c, e);
@@ -249,7 +249,7 @@ static void webhook_update(mb_ctx *c)
     char cur[MB_WEBHOOK_URL_MAX + 1] = "";
     if (found)
         snprintf(cur, sizeof(cur), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     json_decref(body);
     if (e != MB_OK)
         mb_reply_err(c, e);
@@ -273,7 +273,7 @@ static void webhook_delete(mb_ctx *c)
     char url[MB_WEBHOOK_URL_MAX + 1] = "";
     if (found)
         snprintf(url, sizeof(url), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK)
         mb_reply_err(c, e);
     else if (!found)
@@ -319,7 +319,7 @@ static void webhook_rotate(mb_ctx *c)
     bool rotated = found && PQgetvalue(r, 0, 1)[0] == 't';
     if (found)
         snprintf(secret, sizeof(secret), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK)
         mb_reply_err(c, e);
     else if (!found)
@@ -353,7 +353,7 @@ static void webhook_ping(mb_ctx *c)
     char did[40] = "";
     if (found)
         snprintf(did, sizeof(did), "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    mb_db_clear(&r);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;

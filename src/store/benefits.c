@@ -36,7 +36,7 @@ mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id
     if (e != MB_OK)
         return e;
     if (PQntuples(r) != 1) {
-        PQclear(r);
+        mb_db_clear(&r);
         return MB_E_NOT_FOUND;
     }
     copy(out->id, sizeof(out->id), r, 0);
@@ -51,7 +51,7 @@ mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id
     out->quantity = atoi(PQgetvalue(r, 0, 9));
     out->used = atoi(PQgetvalue(r, 0, 10));
     copy(out->portal_url, sizeof(out->portal_url), r, 11);
-    PQclear(r);
+    mb_db_clear(&r);
     return MB_OK;
 }
 
