@@ -235,8 +235,8 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         return -1;
     }
     cfg->log_json = log_format != NULL && strcmp(log_format, "json") == 0;
-    if (env_int("CACHE_MB", 16, 1, 4096, &cfg->cache_mb) != 0) {
-        snprintf(err, errlen, "CACHE_MB out of range (1..4096)");
+    if (env_int("CACHE_MB", 16, 0, 4096, &cfg->cache_mb) != 0) {
+        snprintf(err, errlen, "CACHE_MB out of range (0..4096)");
         return -1;
     }
     if (env_int("HTTP_MAX_CONNECTIONS_PER_CLIENT", (cfg->max_connections + 3) / 4, 1, 65536,
