@@ -28,6 +28,7 @@ typedef struct mb_ctx {
     int nparam;
     const char *route; /* route template, for logs and metrics */
     int route_idx;     /* its index in the routing table, or -1 */
+    const char *problem; /* the code of the last problem answered (access log), or NULL */
 } mb_ctx;
 
 typedef void (*mb_handler)(mb_ctx *c);

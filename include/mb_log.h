@@ -9,6 +9,7 @@ int mb_log_init(bool json, const char *message);
 
 typedef struct {
     const char *request_id, *trace_id, *method, *route, *actor;
+    const char *code; /* the problem's code when the answer is one, else NULL */
     long status;
     double ms;
 } mb_access;

@@ -72,6 +72,7 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
         free(s);
     }
     mb_set_header(c, "Content-Type", "application/problem+json");
+    c->problem = s == NULL ? "internal" : mb_err_code(e);
 }
 
 void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)

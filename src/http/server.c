@@ -271,6 +271,7 @@ done:
                                .route = c.route,
                                .actor = c.who.sub[0] ? c.who.sub : "-",
                                .status = resp->status,
+                               .code = resp->status >= 400 ? c.problem : NULL,
                                .ms = ms});
     return U_CALLBACK_COMPLETE;
 }

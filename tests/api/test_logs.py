@@ -20,6 +20,7 @@ def test_json_logs_are_one_object_a_line_with_request_and_trace_ids():
         m = TP.match(r.headers["traceparent"])
         assert m and m.group(1) == TRACE and m.group(2) != "00f067aa0ba902b7" and m.group(3) == "01"
         requests.get(srv.url + "/v1/no-such-thing", timeout=5)
+        requests.get(srv.url + "/v1/me", headers={"X-Request-Id": "log-probe-2"}, timeout=5)
     lines = [ln for ln in srv.log().splitlines() if ln.strip()]
     docs = [json.loads(ln) for ln in lines]  # every line is one JSON object
     assert any(d.get("msg") == "starting" or "listening" in d.get("msg", "") for d in docs)
@@ -28,6 +29,11 @@ def test_json_logs_are_one_object_a_line_with_request_and_trace_ids():
     a = access[0]
     assert a["trace_id"] == TRACE and a["status"] == 200 and a["route"] == "/healthz"
     assert a["method"] == "GET" and a["level"] == "info" and isinstance(a["ms"], float)
+    assert "code" not in a  # only problems carry one
+    # a problem's code is in its line (scripts/contract_codes.py checks them against the contract)
+    p = [d for d in docs if d.get("request_id") == "log-probe-2"]
+    assert len(p) == 1 and p[0]["status"] == 401 and p[0]["code"] == "unauthenticated", p
+    assert p[0]["route"] == "/v1/me"
 
 
 def test_a_request_without_a_valid_traceparent_starts_a_trace():
