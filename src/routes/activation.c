@@ -64,56 +64,65 @@ static void reply_doc(mb_ctx *c, int status, const char *sql, const char *id, co
 
 /* --- Go-To-Market eligibility (R9) ------------------------------------------------------ */
 
+/* What a reason code of gtm_ineligibility() (sql/009_partner_reads.sql) means. */
+static const char *reason_text(const char *code)
+{
+    if (strcmp(code, "silver-competency-required") == 0)
+        return "a silver (or gold) competency that has not expired";
+    if (strcmp(code, "gold-competency-required") == 0)
+        return "a gold competency that has not expired";
+    if (strcmp(code, "co-sell-ready-required") == 0)
+        return "ISV co-sell ready status";
+    return code;
+}
+
 /* Answers 409/422 and returns false when the partner may not activate the
- * offer: a marketing contact first, then what the offer requires. */
+ * offer: a marketing contact first, then what the offer requires, decided by
+ * the same SQL function the benefit's `eligibility` shows. */
 static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
 {
-    const char *p[] = {c->param[0]};
+    const char *p[] = {c->param[0], b->offer_requirement};
     PGresult *r = NULL;
     mb_err e = mb_db_exec(
         &c->db, &r,
         "SELECT EXISTS (SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid), "
-        "EXISTS (SELECT 1 FROM partner_competencies WHERE partner_id = $1::uuid "
-        "        AND level IN ('silver', 'gold') AND (expires_at IS NULL OR expires_at > now())), "
-        "EXISTS (SELECT 1 FROM partner_competencies WHERE partner_id = $1::uuid "
-        "        AND level = 'gold' AND (expires_at IS NULL OR expires_at > now())), "
-        "co_sell_ready FROM partners WHERE id = $1::uuid",
-        1, p);
+        "array_to_json(gtm_ineligibility($1::uuid, $2))::text",
+        2, p);
     if (e != MB_OK || PQntuples(r) != 1) {
         mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_NOT_FOUND);
         return false;
     }
     bool contact = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    bool silver = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
-    bool gold = strcmp(PQgetvalue(r, 0, 2), "t") == 0;
-    bool co_sell = strcmp(PQgetvalue(r, 0, 3), "t") == 0;
+    json_t *reasons = json_loads(PQgetvalue(r, 0, 1), 0, NULL);
     mb_db_clear(&r);
+    if (!json_is_array(reasons)) {
+        json_decref(reasons);
+        mb_reply_err(c, MB_E_INTERNAL);
+        return false;
+    }
     if (!contact) {
+        json_decref(reasons);
         mb_reply_problem(c, MB_E_CONTACT_REQUIRED,
                          "Assign a company marketing contact first (PUT /v1/partners/%s/"
                          "marketing-contact), then activate the Go-To-Market offer.",
                          c->param[0]);
         return false;
     }
-    const char *req = b->offer_requirement;
-    const char *missing = NULL, *text = NULL;
-    if (strcmp(req, "silver_competency") == 0 && !silver) {
-        missing = req;
-        text = "a silver (or gold) competency that has not expired";
-    } else if (strcmp(req, "gold_competency") == 0 && !gold) {
-        missing = req;
-        text = "a gold competency that has not expired";
-    } else if (strcmp(req, "co_sell_ready") == 0 && !co_sell) {
-        missing = req;
-        text = "ISV co-sell ready status";
+    if (json_array_size(reasons) == 0) {
+        json_decref(reasons);
+        return true;
     }
-    if (missing != NULL) {
-        mb_reply_problem_x(c, MB_E_NOT_ELIGIBLE, json_pack("{s:[s]}", "missing", missing),
-                           "This offer needs %s; the partner does not have it.", text);
-        return false;
-    }
-    return true;
+    char text[128];
+    const char *first = json_string_value(json_array_get(reasons, 0));
+    snprintf(text, sizeof(text), "%s", reason_text(first != NULL ? first : "a requirement"));
+    /* `reasons` as the benefit's eligibility shows them; `missing` (the
+     * requirement) as the first wave answered. */
+    mb_reply_problem_x(c, MB_E_NOT_ELIGIBLE,
+                       json_pack("{s:o,s:[s]}", "reasons", reasons, "missing",
+                                 b->offer_requirement),
+                       "This offer needs %s; the partner does not have it.", text);
+    return false;
 }
 
 /* --- POST /v1/partners/{p}/benefits/{b}/activation ----------------------------------------- */
@@ -337,7 +346,7 @@ static void admin_activation_complete(mb_ctx *c)
     }
     /* Technical: an Access ID and a Contract ID from 64 random bits each (not
      * guessable, unique columns on benefits). Go-To-Market: the offer's
-     * duration from the catalog. */
+     * duration from the catalog, never past the purchase's term. */
     const char *p[] = {c->param[0], mb_actor(c)};
     PGresult *r = NULL;
     e = mb_db_exec(
@@ -348,8 +357,9 @@ static void admin_activation_complete(mb_ctx *c)
         "contract_id = CASE WHEN a.kind = 'technical' "
         "  THEN 'CTR-' || upper(encode(gen_random_bytes(8), 'hex')) END, "
         "expires_at = CASE WHEN a.kind = 'go_to_market' AND p.offer_duration_days IS NOT NULL "
-        "  THEN now() + make_interval(days => p.offer_duration_days) END "
+        "  THEN LEAST(now() + make_interval(days => p.offer_duration_days), pu.term_end) END "
         "FROM benefits b JOIN products p ON p.id = b.product_id "
+        "JOIN purchases pu ON pu.id = b.purchase_id "
         "WHERE a.id = $1::uuid AND b.id = a.benefit_id "
         "RETURNING a.benefit_id::text, a.access_id, a.contract_id, a.expires_at::text",
         2, p);

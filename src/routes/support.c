@@ -130,6 +130,26 @@ static void support_create(mb_ctx *c)
         return;
     }
     bool by_hours = strcmp(b.unit, "hours") == 0;
+    /* R8: presales/deployment and advisory hours are counted in hours, cloud
+     * and on-premises product incidents in incidents; a request of the other
+     * kind would silently use the wrong unit. */
+    bool hours_type = strcmp(type_s, "presales_deployment") == 0 ||
+                      strcmp(type_s, "advisory_hours") == 0;
+    if (hours_type != by_hours) {
+        json_decref(body);
+        mb_reply_problem_x(
+            c, MB_E_VALIDATION,
+            json_pack("{s:[{s:s,s:s}],s:[s,s]}", "errors", "field", "type", "message",
+                      by_hours ? "this benefit is counted in hours"
+                               : "this benefit is counted in incidents",
+                      "allowed", by_hours ? "presales_deployment" : "cloud_on_behalf_of_customer",
+                      by_hours ? "advisory_hours" : "on_premises"),
+            "A %s request does not fit this benefit, which is counted in %s: use %s.", type_s,
+            by_hours ? "hours" : "incidents",
+            by_hours ? "presales_deployment or advisory_hours"
+                     : "cloud_on_behalf_of_customer or on_premises");
+        return;
+    }
     if (by_hours && !has_hours) {
         json_decref(body);
         snprintf(verr.field, sizeof(verr.field), "hours");

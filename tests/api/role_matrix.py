@@ -168,3 +168,13 @@ ROWS += [
     Row("GET", B + "/downloads", READ, "software benefit",
         note="download links are no secret (keys are): every reader of the benefit sees them"),
 ]
+# --- issue 13 (part a): partner reads ----------------------------------------------------------
+ROWS += [
+    Row("GET", P + "/activations", TECHNICAL_READ | MARKETING,
+        note="as GET .../activations/{id}: GA, PA (R8, R9), the operator reads"),
+    Row("GET", P + "/support-requests", TECHNICAL_READ,
+        note="as the list of one benefit (R8), the operator reads"),
+    Row("GET", P + "/global-admins", ANYONE,
+        note="every token of the partner, an employee without a role included (the seed's "
+             "'check with your Global admin'): names and emails of the Global admins only"),
+]

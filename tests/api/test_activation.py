@@ -216,7 +216,7 @@ def test_support_requests_use_up_the_incidents_then_409_benefit_exhausted(base, 
     bodies = [{"type": "cloud_on_behalf_of_customer", "customer_tenant_id": tenant,
                "description": "Azure SQL failover"},
               {"type": "on_premises"},
-              {"type": "presales_deployment", "description": "Deployment review"}]
+              {"type": "on_premises", "description": "Exchange Server migration"}]
     created = []
     for i, body in enumerate(bodies, 1):
         r = ga.post(path, json=body)

@@ -336,6 +336,12 @@ recipe("POST", B + "/support-requests")(
 recipe("GET", B + "/support-requests/{supportRequestId}")(
     lambda w, who: Req(bp(w, INCIDENTS, f"/support-requests/{w.support_request}")))
 
+# issue 13 (part a): the partner's activations, support requests, Global admins
+recipe("GET", P + "/activations")(
+    lambda w, who: Req(pp(w, "/activations"), params={"status": "active"}))
+recipe("GET", P + "/support-requests")(lambda w, who: Req(pp(w, "/support-requests")))
+recipe("GET", P + "/global-admins")(lambda w, who: Req(pp(w, "/global-admins")))
+
 # marketing contact
 recipe("GET", P + "/marketing-contact")(lambda w, who: Req(pp(w, "/marketing-contact")))
 

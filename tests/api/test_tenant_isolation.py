@@ -235,13 +235,17 @@ def test_partner_a_lists_hold_nothing_of_partner_b(tenants):
     lists = ["", "/users", "/purchases", "/benefits", "/audit-events", "/marketing-contact",
              f"/purchases/{a.f.purchase}", f"/activations/{a.activation}",
              f"/benefits/{a.f.benefits[VS_ENTERPRISE]}/assignments",
-             f"/benefits/{a.f.benefits[INCIDENTS]}/support-requests"]
+             f"/benefits/{a.f.benefits[INCIDENTS]}/support-requests",
+             "/activations", "/support-requests", "/global-admins"]  # issue 13
     for rest in lists:
         r = ga.get(f"/v1/partners/{a.partner}{rest}", params={"limit": 200} if rest in (
             "/users", "/purchases", "/benefits", "/audit-events") else None)
         assert r.status_code == 200, f"{rest}: {r.status_code} {r.text[:300]}"
         leaked = [s for s in secrets if s in r.text]
         assert not leaked, f"A's {rest or 'partner'} shows B's data: {leaked}"
+    # issue 13: B's benefit as a filter of A's activations is B's id: 404
+    assert_problem(ga.get(f"/v1/partners/{a.partner}/activations",
+                          params={"benefit_id": b.f.benefits[INCIDENTS]}), 404, "not-found")
     me = ga.get("/v1/me").json()
     assert me["partner_id"] == a.partner
     assert not [s for s in secrets if s in str(me)]
