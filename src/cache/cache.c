@@ -245,6 +245,7 @@ static void strong_etag(mb_ctx *c)
     if (inm_matches(mb_header(c, "If-None-Match"), tag)) {
         atomic_fetch_add(&not_modified, 1);
         mb_reply_empty(c, 304);
+        u_map_remove_from_key(c->resp->map_header, "Content-Type"); /* no body */
     }
 }
 
