@@ -352,8 +352,7 @@ static void user_update(mb_ctx *c)
                                       json_loads(rj, 0, NULL)));
     json_decref(body);
     if (mb_accounts_audit(c, c->param[0], "user.updated", "user", c->param[1], details) &&
-        event(c, "user.updated", c->param[1], NULL))
-    {
+        event(c, "user.updated", c->param[1], NULL)) {
         mb_accounts_reply_doc(c, 200, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1,
                               c->param + 1, NULL);
         mb_set_body_etag(c);

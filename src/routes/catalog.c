@@ -23,8 +23,9 @@ static const char *const offer_types[] = {"silver_core", "gold_core", "isv_co_se
 static const char *const offer_requirements[] = {"silver_competency", "gold_competency",
                                                  "co_sell_ready", NULL};
 static const char *const product_fields[] = {
-    "code",       "name", "category",   "languages",           "os_types",   "instructions",
-    "cloud_kind", "unit", "offer_type", "offer_duration_days", "portal_url", "downloads", NULL};
+    "code",         "name",       "category", "languages",  "os_types",
+    "instructions", "cloud_kind", "unit",     "offer_type", "offer_duration_days",
+    "portal_url",   "downloads",  NULL};
 
 /* A product as the operator describes it, checked; strings point into the
  * JSON object it came from. */

@@ -60,8 +60,7 @@ bool mb_catalog_downloads_check(mb_ctx *c, const json_t *items, const json_t *la
         }
         if (!ok) {
             char field[2 * sizeof(e.field)];
-            snprintf(field, sizeof(field), "%s[%zu]%s%s", name, i, e.field[0] ? "." : "",
-                     e.field);
+            snprintf(field, sizeof(field), "%s[%zu]%s%s", name, i, e.field[0] ? "." : "", e.field);
             snprintf(e.field, sizeof(e.field), "%.63s", field);
             mb_reply_verr(c, &e);
             return false;
@@ -108,9 +107,8 @@ bool mb_catalog_downloads_complete(mb_ctx *c, const char *product_id, const char
         e = mb_db_exec(&c->db, NULL, "ROLLBACK TO SAVEPOINT downloads_complete", 0, NULL);
     if (rule && e == MB_OK)
         e = mb_db_exec(&c->db, &r, "SELECT product_missing_downloads($1::uuid)::text", 1, p);
-    json_t *missing = rule && e == MB_OK && PQntuples(r) == 1
-                          ? json_loads(PQgetvalue(r, 0, 0), 0, NULL)
-                          : NULL;
+    json_t *missing =
+        rule && e == MB_OK && PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
     mb_db_clear(&r);
     if (missing == NULL) {
         mb_reply_err(c, rule && e == MB_OK ? MB_E_INTERNAL : e);

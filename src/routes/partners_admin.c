@@ -355,8 +355,7 @@ static void partner_update(mb_ctx *c)
         json_object_set_new(details, "level",
                             json_pack("{s:s, s:s}", "from", old_level, "to", level));
     json_decref(body);
-    if (mb_accounts_audit(c, c->param[0], "partner.updated", "partner", c->param[0], details))
-    {
+    if (mb_accounts_audit(c, c->param[0], "partner.updated", "partner", c->param[0], details)) {
         mb_accounts_reply_doc(c, 200, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1,
                               c->param, NULL);
         mb_set_body_etag(c);

@@ -96,8 +96,7 @@ bool mb_if_match_wellformed(mb_ctx *c)
     return false;
 }
 
-bool mb_if_match_doc(mb_ctx *c, const char *sql, int n, const char *const *params,
-                     const char *what)
+bool mb_if_match_doc(mb_ctx *c, const char *sql, int n, const char *const *params, const char *what)
 {
     const char *v = mb_header(c, "If-Match");
     if (v == NULL)
