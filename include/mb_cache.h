@@ -10,6 +10,7 @@
 
 typedef struct {
     bool active; /* a cacheable read: keep its 200 */
+    bool strong; /* its ETag is the strong hash of the document (issue 13) */
     char version[64];
     char key[1200];
     char etag[128];

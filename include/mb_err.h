@@ -29,6 +29,7 @@
     X(HEADERS_TOO_LARGE, 431, "headers-too-large", "Request headers too large")                    \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported-media-type", "Unsupported media type")             \
     X(MALFORMED_JSON, 400, "malformed-json", "Malformed JSON")                                     \
+    X(MALFORMED_HEADER, 400, "malformed-header", "Malformed header")                               \
     X(VALIDATION, 422, "validation-failed", "Validation failed")                                   \
     X(IDEMPOTENCY_KEY_REUSED, 422, "idempotency-key-reused", "Idempotency key reused")             \
     X(USER_NOT_IN_PARTNER, 422, "user-not-in-partner", "User not in partner")                      \

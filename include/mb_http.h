@@ -82,6 +82,28 @@ const char *mb_header(mb_ctx *c, const char *name);
 /* Parses the JSON object body; on failure answers and returns NULL. An empty
  * body gives an empty object when empty_ok. */
 json_t *mb_body(mb_ctx *c, bool empty_ok);
+/* The same, taking the media type also (e.g. application/merge-patch+json) as
+ * well as application/json. */
+json_t *mb_body_as(mb_ctx *c, bool empty_ok, const char *also);
+
+/* Safe edits (src/routes/preconditions.c). A strong ETag is a quoted hash of
+ * the document a GET answers. */
+#define MB_ETAG_LEN 40
+void mb_etag_of(const char *body, size_t len, char out[MB_ETAG_LEN]);
+/* Sets the ETag of the 200 answer's body. */
+void mb_set_body_etag(mb_ctx *c);
+/* Answers 400 `malformed-header` and returns false when If-Match is sent but
+ * malformed. */
+bool mb_if_match_wellformed(mb_ctx *c);
+/* With an If-Match, runs sql (one row: the current document, read after the
+ * row lock) and compares its ETag; answers 412 `precondition-failed` and
+ * returns false on a mismatch. True without If-Match. */
+bool mb_if_match_doc(mb_ctx *c, const char *sql, int n, const char *const *params,
+                     const char *what);
+/* A PATCH body as application/json or application/merge-patch+json; in the
+ * latter a null member named in clearable (NULL-terminated) becomes [] and
+ * any other null answers 422 (RFC 7396: null removes a member). */
+json_t *mb_body_patch(mb_ctx *c, const char *const *clearable);
 
 /* Authorization: answers 403 and returns false when the caller lacks it. */
 bool mb_require(mb_ctx *c, mb_action a);

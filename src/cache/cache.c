@@ -36,6 +36,22 @@ static const char *const cacheable[] = {
     NULL,
 };
 
+/* The reads whose ETag is strong, a hash of the document answered (issue 13,
+ * safe edits): the ETag that If-Match on their PATCH compares. */
+static const char *const strong[] = {
+    "/v1/partners/:partnerId",
+    "/v1/partners/:partnerId/users/:userId",
+    NULL,
+};
+
+static bool strong_route(const char *pattern)
+{
+    for (int i = 0; pattern && strong[i] != NULL; i++)
+        if (strcmp(strong[i], pattern) == 0)
+            return true;
+    return false;
+}
+
 #define BUCKETS 8192
 
 typedef struct entry {
@@ -217,11 +233,28 @@ static bool inm_matches(const char *inm, const char *etag)
     return false;
 }
 
+/* The strong ETag of the 200 answer's document; If-None-Match naming it
+ * turns the answer into a 304. */
+static void strong_etag(mb_ctx *c)
+{
+    if (c->resp->status != 200)
+        return;
+    char tag[MB_ETAG_LEN];
+    mb_etag_of(c->resp->binary_body, c->resp->binary_body_length, tag);
+    mb_set_header(c, "ETag", tag);
+    if (inm_matches(mb_header(c, "If-None-Match"), tag)) {
+        atomic_fetch_add(&not_modified, 1);
+        mb_reply_empty(c, 304);
+        u_map_remove_from_key(c->resp->map_header, "Content-Type"); /* no body */
+    }
+}
+
 bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
 {
     memset(q, 0, sizeof(*q));
     if (c->nparam < 1 || strcmp(c->req->http_verb, "GET") != 0 || !mb_cache_route(c->route))
         return false;
+    q->strong = strong_route(c->route);
     const char *accept = mb_header(c, "Accept");
     if (accept != NULL && (strstr(accept, "text/csv") || strstr(accept, "text/event-stream")))
         return false; /* exports and streams are not these answers */
@@ -251,12 +284,14 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
     snprintf(tag, sizeof(tag), "%016llx", (unsigned long long)fnv(q->key, strlen(q->key)));
     snprintf(q->etag, sizeof(q->etag), "W/\"%s.%s\"", q->version, tag);
     q->active = true;
-    mb_set_header(c, "ETag", q->etag);
     mb_set_header(c, "Cache-Control", "private, no-cache");
-    if (inm_matches(mb_header(c, "If-None-Match"), q->etag)) {
-        atomic_fetch_add(&not_modified, 1);
-        mb_reply_empty(c, 304);
-        return true;
+    if (!q->strong) {
+        mb_set_header(c, "ETag", q->etag);
+        if (inm_matches(mb_header(c, "If-None-Match"), q->etag)) {
+            atomic_fetch_add(&not_modified, 1);
+            mb_reply_empty(c, 304);
+            return true;
+        }
     }
     size_t len = 0;
     char *body = lookup(q->key, q->version, &len);
@@ -264,6 +299,8 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
         atomic_fetch_add(&hits, 1);
         mb_reply_json(c, 200, body, len);
         free(body);
+        if (q->strong)
+            strong_etag(c);
         return true;
     }
     atomic_fetch_add(&misses, 1);
@@ -272,12 +309,17 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
 
 void mb_cache_after(mb_ctx *c, const mb_cache_req *q)
 {
-    if (!q->active)
+    if (!q->active) {
+        if (q->strong) /* not kept (a PMC partner's user): the ETag all the same */
+            strong_etag(c);
         return;
+    }
     if (c->resp->status != 200) {
         /* an error is no version of the resource */
         u_map_remove_from_key(c->resp->map_header, "ETag");
         return;
     }
     store(q->key, q->version, c->resp->binary_body, c->resp->binary_body_length);
+    if (q->strong)
+        strong_etag(c);
 }

@@ -128,15 +128,27 @@ const char *mb_header(mb_ctx *c, const char *name)
     return u_map_get_case(c->req->map_header, name);
 }
 
+static bool media_type_is(const char *ct, const char *type)
+{
+    size_t n = strlen(type);
+    return ct != NULL && strncasecmp(ct, type, n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
 json_t *mb_body(mb_ctx *c, bool empty_ok)
+{
+    return mb_body_as(c, empty_ok, NULL);
+}
+
+json_t *mb_body_as(mb_ctx *c, bool empty_ok, const char *also)
 {
     size_t len = c->req->binary_body_length;
     if (len == 0 && empty_ok)
         return json_object();
     const char *ct = mb_header(c, "Content-Type");
-    if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0 ||
-        (ct[16] != '\0' && ct[16] != ';' && ct[16] != ' ')) {
-        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json.");
+    if (!media_type_is(ct, "application/json") && (also == NULL || !media_type_is(ct, also))) {
+        mb_reply_problem(c, MB_E_UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json%s%s.",
+                         also ? " or " : "", also ? also : "");
         return NULL;
     }
     json_error_t jerr;

@@ -234,8 +234,9 @@ static bool lock_and_load_user(mb_ctx *c, unsigned *roles, char *email, size_t e
     if (e == MB_OK)
         e = mb_db_exec(
             &c->db, &r,
-            "SELECT roles, email FROM users WHERE partner_id = $1::uuid AND id = $2::uuid", 2,
-            c->param);
+            "SELECT roles, email FROM users WHERE partner_id = $1::uuid AND id = $2::uuid "
+            "FOR UPDATE",
+            2, c->param);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return false;
@@ -271,9 +272,11 @@ static bool other_global_admin(mb_ctx *c, bool *yes)
 static void user_update(mb_ctx *c)
 {
     static const char *const known[] = {"display_name", "roles", NULL};
-    if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL))
+    static const char *const clearable[] = {"roles", NULL};
+    if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL) ||
+        !mb_if_match_wellformed(c))
         return;
-    json_t *body = mb_body(c, false);
+    json_t *body = mb_body_patch(c, clearable);
     if (body == NULL)
         return;
     mb_verr ve;
@@ -291,7 +294,11 @@ static void user_update(mb_ctx *c)
         return;
     }
     char email[256];
-    if (!lock_and_load_user(c, &old_roles, email, sizeof(email))) {
+    /* Safe edits: the user's row is locked (lock_and_load_user), then its
+     * document compared with If-Match in this transaction. */
+    if (!lock_and_load_user(c, &old_roles, email, sizeof(email)) ||
+        !mb_if_match_doc(c, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1, c->param + 1,
+                         "user")) {
         json_decref(body);
         return;
     }
@@ -345,9 +352,11 @@ static void user_update(mb_ctx *c)
                                       json_loads(rj, 0, NULL)));
     json_decref(body);
     if (mb_accounts_audit(c, c->param[0], "user.updated", "user", c->param[1], details) &&
-        event(c, "user.updated", c->param[1], NULL))
+        event(c, "user.updated", c->param[1], NULL)) {
         mb_accounts_reply_doc(c, 200, "SELECT doc FROM user_docs WHERE id = $1::uuid", 1,
                               c->param + 1, NULL);
+        mb_set_body_etag(c);
+    }
 }
 
 static void user_delete(mb_ctx *c)

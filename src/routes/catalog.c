@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mb_http.h"
+#include "catalog.h"
 #include "mb_store.h"
 
 static const char *const categories[] = {"software",  "cloud",        "visual_studio",
@@ -23,8 +23,9 @@ static const char *const offer_types[] = {"silver_core", "gold_core", "isv_co_se
 static const char *const offer_requirements[] = {"silver_competency", "gold_competency",
                                                  "co_sell_ready", NULL};
 static const char *const product_fields[] = {
-    "code",       "name", "category",   "languages",           "os_types",   "instructions",
-    "cloud_kind", "unit", "offer_type", "offer_duration_days", "portal_url", NULL};
+    "code",         "name",       "category", "languages",  "os_types",
+    "instructions", "cloud_kind", "unit",     "offer_type", "offer_duration_days",
+    "portal_url",   "downloads",  NULL};
 
 /* A product as the operator describes it, checked; strings point into the
  * JSON object it came from. */
@@ -116,7 +117,7 @@ static bool lang_ok(const char *s)
     return strlen(s) <= 35 && mb_is_lang_tag(s);
 }
 
-static bool url_ok(const char *s)
+bool mb_catalog_url_ok(const char *s)
 {
     if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
         return false;
@@ -160,7 +161,7 @@ static bool product_check(const json_t *o, product_in *p, mb_verr *e)
                   &p->has_duration, e) ||
         !mb_v_str(o, "portal_url", false, 1, 2048, &p->portal_url, e))
         return false;
-    if (p->portal_url && !url_ok(p->portal_url))
+    if (p->portal_url && !mb_catalog_url_ok(p->portal_url))
         return verr_set(e, "portal_url", "must be an http(s) URL");
     bool cloud = strcmp(p->category, "cloud") == 0;
     bool technical = strcmp(p->category, "technical") == 0;
@@ -290,9 +291,15 @@ static void product_create(mb_ctx *c)
     product_in p;
     mb_verr verr;
     char id[40];
+    json_t *dl = json_object_get(body, "downloads");
     if (!product_check(body, &p, &verr))
         mb_reply_verr(c, &verr);
-    else if (product_write(c, NULL, &p, id) &&
+    else if ((dl == NULL || json_is_null(dl) ||
+              mb_catalog_downloads_check(c, dl, json_object_get(body, "languages"),
+                                         json_object_get(body, "os_types"), "downloads")) &&
+             product_write(c, NULL, &p, id) &&
+             (dl == NULL || json_is_null(dl) || mb_catalog_downloads_write(c, id, dl)) &&
+             mb_catalog_downloads_complete(c, id, "downloads") &&
              audit_ok(c, "product.created", "product", id,
                       json_pack("{s:s, s:s}", "code", p.code, "category", p.category)))
         reply_product(c, 201, id);
@@ -409,18 +416,29 @@ static void product_update(mb_ctx *c)
         mb_reply_verr(c, &verr);
         goto out;
     }
+    json_t *dl = json_object_get(body, "downloads");
+    bool new_dl = dl != NULL && !json_is_null(dl);
+    if (new_dl && !mb_catalog_downloads_check(c, dl, json_object_get(merged, "languages"),
+                                              json_object_get(merged, "os_types"), "downloads"))
+        goto out;
     if (!product_write(c, c->param[0], &p, id))
         goto out;
-    /* Downloads of pairs the product no longer offers go with them. */
-    mb_err e = mb_db_exec(&c->db, NULL,
-                          "DELETE FROM product_downloads d USING products p "
-                          "WHERE p.id = $1::uuid AND d.product_id = p.id "
-                          "AND NOT (d.language = ANY (p.languages) AND d.os = ANY (p.os_types))",
-                          1, c->param);
+    /* Downloads sent replace them all; otherwise the downloads of pairs the
+     * product no longer offers go with them. Either way every pair it offers
+     * must have one (sql/011). */
+    mb_err e = new_dl ? MB_OK
+                      : mb_db_exec(&c->db, NULL,
+                                   "DELETE FROM product_downloads d USING products p "
+                                   "WHERE p.id = $1::uuid AND d.product_id = p.id AND NOT "
+                                   "(d.language = ANY (p.languages) AND d.os = ANY (p.os_types))",
+                                   1, c->param);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         goto out;
     }
+    if ((new_dl && !mb_catalog_downloads_write(c, id, dl)) ||
+        !mb_catalog_downloads_complete(c, id, "downloads"))
+        goto out;
     json_t *changed = json_array();
     json_object_foreach(body, key, v)
     {
@@ -435,103 +453,6 @@ out:
     json_decref(body);
 }
 
-/* True when s is one of the strings of the JSON array list. */
-static bool listed(const json_t *list, const char *s)
-{
-    size_t i;
-    json_t *v;
-    json_array_foreach(list, i, v)
-    {
-        if (strcmp(json_string_value(v), s) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Checks {items: [{language, os, url}]} against the product: offered values,
- * one item per pair, every pair covered. Answers and returns false. */
-static bool downloads_check(mb_ctx *c, const json_t *body, const json_t *product)
-{
-    static const char *const known[] = {"items", NULL};
-    static const char *const item_fields[] = {"language", "os", "url", NULL};
-    mb_verr e;
-    const json_t *langs = json_object_get(product, "languages");
-    const json_t *oses = json_object_get(product, "os_types");
-    const json_t *items = json_object_get(body, "items");
-    if (!mb_v_known(body, known, &e)) {
-        mb_reply_verr(c, &e);
-        return false;
-    }
-    if (!json_is_array(items) || json_array_size(items) > 1000) {
-        verr_set(&e, "items", "must be an array of at most 1000 downloads");
-        mb_reply_verr(c, &e);
-        return false;
-    }
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it)
-    {
-        char prefix[32];
-        snprintf(prefix, sizeof(prefix), "items[%zu]", i);
-        const char *lang, *os, *url;
-        bool ok = json_is_object(it) || verr_set(&e, "", "must be an object");
-        ok = ok && mb_v_known(it, item_fields, &e) &&
-             mb_v_str(it, "language", true, 1, 35, &lang, &e) &&
-             mb_v_str(it, "os", true, 1, 32, &os, &e) &&
-             mb_v_str(it, "url", true, 1, 2048, &url, &e);
-        ok = ok &&
-             (listed(langs, lang) || verr_set(&e, "language", "is not a language of this product"));
-        ok = ok && (listed(oses, os) || verr_set(&e, "os", "is not an OS type of this product"));
-        ok = ok && (url_ok(url) || verr_set(&e, "url", "must be an http(s) URL"));
-        for (size_t k = 0; ok && k < i; k++) {
-            json_t *o = json_array_get(items, k);
-            if (strcmp(json_string_value(json_object_get(o, "language")), lang) == 0 &&
-                strcmp(json_string_value(json_object_get(o, "os")), os) == 0)
-                ok = verr_set(&e, "os", "repeats a language and OS pair listed before");
-        }
-        if (!ok) {
-            char field[2 * sizeof(e.field)];
-            snprintf(field, sizeof(field), "%s%s%s", prefix, e.field[0] ? "." : "", e.field);
-            snprintf(e.field, sizeof(e.field), "%.63s", field);
-            mb_reply_verr(c, &e);
-            return false;
-        }
-    }
-    /* Every language x OS pair the product offers has its download. */
-    json_t *missing = json_array();
-    size_t li, oi;
-    json_t *l, *o;
-    json_array_foreach(langs, li, l)
-    {
-        json_array_foreach(oses, oi, o)
-        {
-            bool found = false;
-            json_array_foreach(items, i, it)
-            {
-                if (strcmp(json_string_value(json_object_get(it, "language")),
-                           json_string_value(l)) == 0 &&
-                    strcmp(json_string_value(json_object_get(it, "os")), json_string_value(o)) == 0)
-                    found = true;
-            }
-            if (!found)
-                json_array_append_new(missing, json_pack("{s:O, s:O}", "language", l, "os", o));
-        }
-    }
-    if (json_array_size(missing) > 0) {
-        size_t n = json_array_size(missing);
-        mb_reply_problem_x(c, MB_E_VALIDATION,
-                           json_pack("{s:o, s:[{s:s,s:s}]}", "missing_downloads", missing, "errors",
-                                     "field", "items", "message",
-                                     "must cover every language and OS pair"),
-                           "Every language and OS pair the product offers needs a download; %zu "
-                           "missing (see 'missing_downloads').",
-                           n);
-        return false;
-    }
-    json_decref(missing);
-    return true;
-}
-
 /* PUT /v1/admin/products/{productId}/downloads */
 static void downloads_put(mb_ctx *c)
 {
@@ -540,32 +461,27 @@ static void downloads_put(mb_ctx *c)
     json_t *body = mb_body(c, false);
     if (body == NULL)
         return;
+    static const char *const known[] = {"items", NULL};
+    mb_verr verr;
+    if (!mb_v_known(body, known, &verr)) {
+        json_decref(body);
+        mb_reply_verr(c, &verr);
+        return;
+    }
     bool bought;
     json_t *cur = product_locked(c, &bought);
-    if (cur == NULL || !downloads_check(c, body, cur)) {
-        json_decref(cur);
-        json_decref(body);
-        return;
-    }
-    char *items = json_dumps(json_object_get(body, "items"), JSON_COMPACT);
-    size_t n = json_array_size(json_object_get(body, "items"));
+    json_t *items = json_object_get(body, "items");
+    bool ok = cur != NULL &&
+              mb_catalog_downloads_check(c, items, json_object_get(cur, "languages"),
+                                         json_object_get(cur, "os_types"), "items") &&
+              mb_catalog_downloads_write(c, c->param[0], items) &&
+              mb_catalog_downloads_complete(c, c->param[0], "items");
+    size_t n = json_array_size(items);
     json_decref(cur);
     json_decref(body);
-    const char *p[] = {c->param[0], items};
-    mb_err e = items ? mb_db_exec(&c->db, NULL,
-                                  "DELETE FROM product_downloads WHERE product_id = $1::uuid", 1, p)
-                     : MB_E_INTERNAL;
-    if (e == MB_OK)
-        e = mb_db_exec(&c->db, NULL,
-                       "INSERT INTO product_downloads (product_id, language, os, url) "
-                       "SELECT $1::uuid, t.language, t.os, t.url "
-                       "FROM json_to_recordset($2::json) AS t (language text, os text, url text)",
-                       2, p);
-    free(items);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
+    if (!ok)
         return;
-    }
+    const char *p[] = {c->param[0]};
     if (!audit_ok(c, "product.downloads_replaced", "product", c->param[0],
                   json_pack("{s:I}", "downloads", (json_int_t)n)))
         return;

@@ -216,11 +216,14 @@ static void partner_update(mb_ctx *c)
                                         NULL};
     if (!mb_require(c, MB_ACT_OPERATE))
         return;
+    static const char *const clearable[] = {"competencies", NULL};
     if (!mb_is_uuid(c->param[0])) {
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
         return;
     }
-    json_t *body = mb_body(c, false);
+    if (!mb_if_match_wellformed(c))
+        return;
+    json_t *body = mb_body_patch(c, clearable);
     if (body == NULL)
         return;
     mb_verr ve;
@@ -262,6 +265,14 @@ static void partner_update(mb_ctx *c)
     snprintf(old_location, sizeof(old_location), "%s", PQgetvalue(r, 0, 0));
     snprintf(old_level, sizeof(old_level), "%s", PQgetvalue(r, 0, 1));
     mb_db_clear(&r);
+    /* Safe edits: the partner's row is locked; its document (as GET
+     * /v1/partners/{partnerId} answers it) is compared with If-Match now. */
+    if (!mb_if_match_doc(c, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1, c->param,
+                         "partner")) {
+        free(comps);
+        json_decref(body);
+        return;
+    }
     /* Moving to Partner Center is one way: the data left PMC. */
     if (location && strcmp(location, "pmc") == 0 && strcmp(old_location, "partner_center") == 0) {
         free(comps);
@@ -344,9 +355,11 @@ static void partner_update(mb_ctx *c)
         json_object_set_new(details, "level",
                             json_pack("{s:s, s:s}", "from", old_level, "to", level));
     json_decref(body);
-    if (mb_accounts_audit(c, c->param[0], "partner.updated", "partner", c->param[0], details))
+    if (mb_accounts_audit(c, c->param[0], "partner.updated", "partner", c->param[0], details)) {
         mb_accounts_reply_doc(c, 200, "SELECT doc FROM partner_docs WHERE id = $1::uuid", 1,
                               c->param, NULL);
+        mb_set_body_etag(c);
+    }
 }
 
 const mb_route mb_routes_partners_admin[] = {

@@ -29,6 +29,9 @@ REQUIRED = ("MB_BASE", "MB_DIRECT", "DATABASE_URL", "JWT_SECRET", "JWT_ISSUER", 
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "seed(*ids): the test proves these sentences of the seed page "
+        "(tests/seed_sentences.tsv; README table: scripts/seed_table.py)")
     missing = [v for v in REQUIRED if not os.environ.get(v)]
     if missing:
         pytest.exit(f"{', '.join(missing)} not set: run the API tests with scripts/test.sh "

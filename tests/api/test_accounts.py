@@ -193,6 +193,7 @@ def test_patch_partner_bad_input(op):
 
 # --- users: who may manage them ---------------------------------------------------------------
 
+@pytest.mark.seed("S23")
 def test_onboarded_global_admin_adds_a_user_with_each_role(op):
     doc, ga = onboard(op)
     pid = doc["id"]

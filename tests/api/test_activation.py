@@ -33,6 +33,7 @@ def find_in_queue(op, activation_id, status="pending"):
             return None
 
 
+@pytest.mark.seed("S30", "S31", "S32")
 def test_technical_activation_is_pending_then_operator_completes_with_access_and_contract_ids(
         base, op):
     f = fresh_partner()
@@ -82,6 +83,7 @@ def test_technical_activation_is_pending_then_operator_completes_with_access_and
     assert_problem(ga.post(f.benefit_path(INCIDENTS, "/activation")), 409, "activation-exists")
 
 
+@pytest.mark.seed("S31")
 def test_access_and_contract_ids_differ_between_benefits(base, op):
     f = fresh_partner()
     pa = f.client(base, "mpn_partner_admin")
@@ -91,6 +93,7 @@ def test_access_and_contract_ids_differ_between_benefits(base, op):
     assert len({a["access_id"], b["access_id"], a["contract_id"], b["contract_id"]}) == 4
 
 
+@pytest.mark.seed("S30")
 def test_second_activation_while_pending_is_409_activation_exists(base):
     f = fresh_partner()
     ga = f.client(base)
@@ -115,6 +118,7 @@ def test_activation_retry_with_idempotency_key_replays_the_first_answer(base):
 
 
 @pytest.mark.parametrize("role", ["admin_agent", "user_admin", "employee"])
+@pytest.mark.seed("S04", "S08", "S09")
 def test_technical_activation_by_other_roles_is_403_ask_global_admin(base, role):
     f = fresh_partner()
     c = f.client(base, role)
@@ -128,6 +132,7 @@ def test_technical_activation_by_other_roles_is_403_ask_global_admin(base, role)
     assert benefit_row(f.benefits[INCIDENTS])[0] == "available"
 
 
+@pytest.mark.seed("S27")
 def test_pmc_partner_technical_activation_is_409_pointing_to_partner_frontline(base):
     f = fresh_partner(location="pmc")
     r = f.client(base).post(f.benefit_path(INCIDENTS, "/activation"))
@@ -208,6 +213,7 @@ def active_technical(base, op, product_id, quantity=None):
     return f
 
 
+@pytest.mark.seed("S33", "S34")
 def test_support_requests_use_up_the_incidents_then_409_benefit_exhausted(base, op):
     f = active_technical(base, op, INCIDENTS, quantity=3)
     ga = f.client(base)
@@ -248,6 +254,7 @@ def test_support_requests_use_up_the_incidents_then_409_benefit_exhausted(base, 
                   "AND action = 'support_request.created'", f.partner) == 3
 
 
+@pytest.mark.seed("S34")
 def test_support_requests_in_hours_use_the_hours(base, op):
     f = active_technical(base, op, ADVISORY_HOURS)  # 50 hours in Gold
     ga = f.client(base)
@@ -264,6 +271,7 @@ def test_support_requests_in_hours_use_the_hours(base, op):
     assert r.status_code == 201 and benefit_row(f.benefits[ADVISORY_HOURS])[1] == 50
 
 
+@pytest.mark.seed("S33")
 def test_support_request_on_a_benefit_not_yet_active_is_409_benefit_not_active(base, op):
     f = fresh_partner()
     ga = f.client(base)
@@ -286,6 +294,7 @@ def test_support_request_on_a_benefit_not_yet_active_is_409_benefit_not_active(b
     ({}, "type"),
     ({"type": "on_premises", "priority": "high"}, "priority"),
 ])
+@pytest.mark.seed("S34")
 def test_invalid_support_request_is_422_naming_the_field(base, op, body, field):
     f = active_technical(base, op, INCIDENTS)
     r = f.client(base).post(f.benefit_path(INCIDENTS, "/support-requests"), json=body)

@@ -34,10 +34,14 @@ def links(code: str, version: str, langs=LANGS, oses=OSES) -> list[dict]:
 
 
 def new_product(opc, **over) -> dict:
+    """A product; one with languages and OS types comes with a download per pair (issue 13:
+    the database refuses a product that offers a pair without one)."""
     code = f"cat-{tag()}"
     body = {"code": code, "name": f"Product {code}", "category": "software",
             "languages": LANGS, "os_types": OSES, "instructions": "Version 1 instructions."}
     body.update(over)
+    if body.get("languages") and body.get("os_types") and "downloads" not in body:
+        body["downloads"] = links(code, "v1", body["languages"], body["os_types"])
     r = opc.post("/v1/admin/products", json=body, headers=idem())
     assert r.status_code == 201, r.text
     doc = r.json()
@@ -76,6 +80,7 @@ def load_keys(opc, product_id: str, n: int) -> list[str]:
     return keys
 
 
+@pytest.mark.seed("S02", "S12", "S13")
 def test_operator_catalog_partner_buys_reveals_every_pair_and_edits_leave_it_unchanged(opc):
     prod = new_product(opc)
     pid, code = prod["id"], prod["code"]
@@ -119,13 +124,25 @@ def test_operator_catalog_partner_buys_reveals_every_pair_and_edits_leave_it_unc
     purchase_before = pa.get(f.path(f"/purchases/{purchase['id']}")).json()
 
     # the operator edits everything a partner sees of the product, and the package
-    r = opc.patch(f"/v1/admin/products/{pid}", json={
-        "name": "Renamed product", "languages": ["en-US", "fr-FR"], "os_types": ["x64"],
-        "instructions": "Version 2 instructions."})
+    edit = {"name": "Renamed product", "languages": ["en-US", "fr-FR"], "os_types": ["x64"],
+            "instructions": "Version 2 instructions."}
+    # issue 13: a new language needs its downloads in the same change
+    body = assert_problem(opc.patch(f"/v1/admin/products/{pid}", json=edit), 422,
+                          "validation-failed")
+    assert body["missing_downloads"] == [{"language": "fr-FR", "os": "x64"}]
+    r = opc.patch(f"/v1/admin/products/{pid}", json=dict(edit, downloads=links(
+        code, "v1", ["en-US", "fr-FR"], ["x64"])))
     assert r.status_code == 200, r.text
     assert r.json()["languages"] == ["en-US", "fr-FR"]
-    # downloads of pairs no longer offered went with them
+    assert len(r.json()["downloads"]) == 2
+    # without downloads, those of pairs no longer offered go with them
+    r = opc.patch(f"/v1/admin/products/{pid}", json={"languages": ["en-US"]})
+    assert r.status_code == 200, r.text
     assert r.json()["downloads"] == [links(code, "v1")[0]]
+    r = opc.patch(f"/v1/admin/products/{pid}", json={
+        "languages": ["en-US", "fr-FR"], "downloads": links(code, "v1", ["en-US", "fr-FR"],
+                                                            ["x64"])})
+    assert r.status_code == 200, r.text
     r = opc.put(f"/v1/admin/products/{pid}/downloads",
                 json={"items": links(code, "v2", ["en-US", "fr-FR"], ["x64"])})
     assert r.status_code == 200, r.text
@@ -204,6 +221,7 @@ def test_a_package_with_purchases_cannot_lose_allocations_or_change_price(opc):
     assert r.json()["term_months"] == 24 and len(r.json()["benefits"]) == 3
 
 
+@pytest.mark.seed("S44")
 def test_product_rules_once_bought_and_category_never(opc):
     tech = new_product(opc, category="technical", unit="incidents", languages=[], os_types=[])
     path = f"/v1/admin/products/{tech['id']}"
@@ -283,8 +301,11 @@ def test_downloads_must_cover_every_pair_with_offered_values(opc):
     prod = new_product(opc)
     path = f"/v1/admin/products/{prod['id']}/downloads"
     items = links(prod["code"], "v1")
+    before = opc.get(f"/v1/admin/products/{prod['id']}").json()["downloads"]
+    assert len(before) == 4
     body = assert_problem(opc.put(path, json={"items": items[:3]}), 422, "validation-failed")
     assert body["missing_downloads"] == [{"language": "de-DE", "os": "arm64"}]
+    assert body["errors"][0]["field"] == "items"
     bad = [dict(items[0], language="fr-FR")] + items[1:]
     body = assert_problem(opc.put(path, json={"items": bad}), 422)
     assert body["errors"][0]["field"] == "items[0].language"
@@ -293,10 +314,11 @@ def test_downloads_must_cover_every_pair_with_offered_values(opc):
     body = assert_problem(opc.put(path, json={"items": [dict(items[0], url="ftp://x")] +
                                               items[1:]}), 422)
     assert body["errors"][0]["field"] == "items[0].url"
-    assert opc.get(f"/v1/admin/products/{prod['id']}").json()["downloads"] == []
+    assert opc.get(f"/v1/admin/products/{prod['id']}").json()["downloads"] == before
     assert opc.put(path, json={"items": items}).status_code == 200
 
 
+@pytest.mark.seed("S14", "S15", "S16")
 def test_benefit_downloads_filter_and_refuse_unoffered_values(opc):
     prod = new_product(opc)
     assert opc.put(f"/v1/admin/products/{prod['id']}/downloads",

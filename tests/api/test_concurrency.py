@@ -1,6 +1,7 @@
 """Never oversubscribed (issue 4, R7): the seat limit and the key hand-out hold under
 concurrency with two service processes on one database. Requests go straight to the two
 processes (not through Prism), half to each, all released at once."""
+import pytest
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +29,7 @@ def fire(calls):
         return list(pool.map(one, calls))
 
 
+@pytest.mark.seed("S24")
 def test_50_concurrent_assignments_on_two_processes_fill_exactly_5_seats():
     t = Tenant(n_users=50)
     b = t.benefit(VS_ENTERPRISE, 5)

@@ -81,6 +81,7 @@ def _request(f, product: str) -> str:
     return r.headers["Location"].rsplit("/", 1)[1]
 
 
+@pytest.mark.seed("S38", "S42")
 def test_the_marketing_contact_gets_the_go_to_market_mails(sink):
     f = fresh_partner()
     set_contact(f)
@@ -141,6 +142,7 @@ def test_smtp_down_is_retried_then_delivered():
         s.stop()
 
 
+@pytest.mark.seed("S38")
 def test_no_mail_without_a_go_to_market_offer_or_contact():
     f = fresh_partner()  # no marketing contact: a GTM request is refused (409) anyway
     c = Client(BASE, token(f.users["global_admin"], f.partner, ["global_admin"]))

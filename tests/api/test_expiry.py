@@ -1,5 +1,6 @@
 """Expiry (issue 5, point 4): benefits and offers past their own `expires_at` or past their
 purchase's `term_end` show `expired` and cannot be activated or used (409 benefit-expired)."""
+import pytest
 from fresh_partner import (GOLD_CORE, INCIDENTS, activate, benefit_row, complete, fresh_partner,
                            set_contact)
 from helpers import assert_problem, db_exec, db_val
@@ -39,6 +40,7 @@ def test_active_technical_benefit_past_term_end_refuses_support_requests(base, o
     assert len(ga.get(path).json()["items"]) == 1
 
 
+@pytest.mark.seed("S48")
 def test_gtm_offer_past_its_expires_at_is_expired_and_cannot_be_activated_again(base, op):
     f = fresh_partner()
     set_contact(f)

@@ -19,18 +19,17 @@ OSES = ["x64", "arm64"]
 def new_product(category: str = "software", cloud_kind: str | None = None) -> str:
     """A fresh product with two languages x two OS types and a download per pair."""
     code = f"test-{category}-{uuid.uuid4().hex[:12]}"
-    pid = db_val(
-        "INSERT INTO products (code, name, category, cloud_kind, languages, os_types, "
-        "instructions, portal_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+    # one statement, one transaction: the product and its downloads (sql/011 checks at COMMIT)
+    return db_val(
+        "WITH p AS (INSERT INTO products (code, name, category, cloud_kind, languages, os_types, "
+        "instructions, portal_url) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id, code, "
+        "languages, os_types), d AS (INSERT INTO product_downloads (product_id, language, os, "
+        "url) SELECT p.id, l, o, format('https://downloads.example.com/%%s/%%s/%%s.iso', "
+        "p.code, l, o) FROM p, unnest(p.languages) l, unnest(p.os_types) o) "
+        "SELECT id::text FROM p",
         code, f"Product {code}", category, cloud_kind, LANGS, OSES,
         f"Install {code}, then enter the key.",
         "https://admin.example.com" if category == "cloud" else None)
-    for lang in LANGS:
-        for os_ in OSES:
-            db_val("INSERT INTO product_downloads (product_id, language, os, url) "
-                   "VALUES (%s, %s, %s, %s) RETURNING 1", pid, lang, os_,
-                   f"https://downloads.example.com/{code}/{lang}/{os_}.iso")
-    return pid
 
 
 def fresh_keys(n: int) -> list[str]:
@@ -145,6 +144,7 @@ def test_key_pool_of_1000_keys_loads(op):
 
 # --- Get keys (R5, R6) ----------------------------------------------------------------------
 
+@pytest.mark.seed("S12", "S13")
 def test_second_reveal_returns_same_keys_with_other_download_links(op):
     pid, loaded = pool(op, 5)
     t = Tenant()
@@ -179,6 +179,7 @@ def test_second_reveal_returns_same_keys_with_other_download_links(op):
     assert r.json()["available"] == 3  # 5 loaded - 3 taken + 1 new
 
 
+@pytest.mark.seed("S20")
 def test_license_based_cloud_benefit_gets_keys(op):
     pid, loaded = pool(op, 2, category="cloud", cloud_kind="license_based")
     t = Tenant()
@@ -189,6 +190,7 @@ def test_license_based_cloud_benefit_gets_keys(op):
 
 
 @pytest.mark.parametrize("who", [2, 3, 4])  # admin agent, user admin, no role
+@pytest.mark.seed("S08")
 def test_only_global_or_partner_admin_gets_keys(op, who):
     pid, _ = pool(op, 2)
     t = Tenant()
@@ -199,6 +201,7 @@ def test_only_global_or_partner_admin_gets_keys(op, who):
     assert db_val("SELECT count(*) FROM key_reveals WHERE benefit_id = %s", b) == 0
 
 
+@pytest.mark.seed("S09")
 def test_admin_agent_gets_403_on_demo_benefit(aa):
     r = aa.post(f"/v1/partners/{CONTOSO}/benefits/dddddddd-0000-4000-8000-000000000001/keys",
                 json={"language": "en-US", "os": "x64"})
@@ -207,6 +210,7 @@ def test_admin_agent_gets_403_on_demo_benefit(aa):
 
 @pytest.mark.parametrize("field,value,allowed", [("os", "beos", OSES),
                                                  ("language", "xx-XX", LANGS)])
+@pytest.mark.seed("S14", "S15")
 def test_unknown_language_or_os_is_422_listing_the_allowed_ones(op, field, value, allowed):
     pid, _ = pool(op, 2)
     t = Tenant()
@@ -301,6 +305,7 @@ def test_expired_benefit_gets_no_keys(op):
                   "AND benefit_id IS NULL", pid) == 1
 
 
+@pytest.mark.seed("S01")
 def test_keys_of_other_partner_are_404_and_pmc_is_409(op, fab_ga):
     pid, _ = pool(op, 1)
     t = Tenant()

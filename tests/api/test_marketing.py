@@ -25,6 +25,7 @@ def parse_time(s):
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
+@pytest.mark.seed("S37")
 def test_gtm_activation_before_a_marketing_contact_is_409_marketing_contact_required(base):
     f = fresh_partner()
     r = f.client(base).post(f.benefit_path(GOLD_CORE, "/activation"))
@@ -35,6 +36,7 @@ def test_gtm_activation_before_a_marketing_contact_is_409_marketing_contact_requ
 
 
 @pytest.mark.parametrize("variant", ["same", "upper"])
+@pytest.mark.seed("S41")
 def test_contact_with_the_account_email_is_422_email_conflict(base, variant):
     f = fresh_partner()
     email = f.account_email if variant == "same" else f.account_email.upper()
@@ -43,6 +45,7 @@ def test_contact_with_the_account_email_is_422_email_conflict(base, variant):
     assert contact_row(f) is None
 
 
+@pytest.mark.seed("S39", "S45", "S46", "S47")
 def test_valid_contact_then_gtm_activation_completed_is_active_with_expires_at(base, op):
     f = fresh_partner()
     pa = f.client(base, "mpn_partner_admin")
@@ -78,6 +81,7 @@ def test_valid_contact_then_gtm_activation_completed_is_active_with_expires_at(b
     assert pa.get(f"/v1/partners/{f.partner}/activations/{act['id']}").json() == done
 
 
+@pytest.mark.seed("S36")
 def test_gold_core_for_a_partner_with_only_silver_is_422_not_eligible(base):
     f = fresh_partner(level="silver", competencies=(("Data Analytics", "silver", "1 year"),))
     set_contact(f)
@@ -88,6 +92,7 @@ def test_gold_core_for_a_partner_with_only_silver_is_422_not_eligible(base):
     assert benefit_row(f.benefits[GOLD_CORE])[0] == "available"
 
 
+@pytest.mark.seed("S36")
 def test_silver_core_needs_a_competency_that_has_not_expired(base):
     f = fresh_partner(package=SILVER, competencies=(("Data Analytics", "silver", "-1 day"),))
     set_contact(f)
@@ -99,6 +104,7 @@ def test_silver_core_needs_a_competency_that_has_not_expired(base):
     assert g.client(base).post(g.benefit_path(SILVER_CORE, "/activation")).status_code == 202
 
 
+@pytest.mark.seed("S36")
 def test_co_sell_offer_needs_co_sell_ready_status(base):
     f = fresh_partner(co_sell_ready=False)
     set_contact(f)
@@ -110,6 +116,7 @@ def test_co_sell_offer_needs_co_sell_ready_status(base):
     assert g.client(base).post(g.benefit_path(CO_SELL, "/activation")).status_code == 202
 
 
+@pytest.mark.seed("S39")
 def test_stale_if_match_is_412_and_changes_nothing(base):
     f = fresh_partner()
     ga = f.client(base)
@@ -145,6 +152,7 @@ def test_if_match_without_a_contact_is_412(base):
     assert contact_row(f) is None
 
 
+@pytest.mark.seed("S40")
 def test_contact_must_be_a_user_of_the_partner(base):
     f = fresh_partner()
     r = f.client(base).put(f.path("/marketing-contact"), json=contact_body(f, user_id=GA_ID))
@@ -161,6 +169,7 @@ def test_contact_must_be_a_user_of_the_partner(base):
     ({"nickname": "Pat"}, "nickname"),
     ({"phone": None}, "phone"),
 ])
+@pytest.mark.seed("S43")
 def test_invalid_contact_is_422_naming_the_field(base, over, field):
     f = fresh_partner()
     body = {k: v for k, v in contact_body(f, **over).items() if v is not None}
@@ -171,6 +180,7 @@ def test_invalid_contact_is_422_naming_the_field(base, over, field):
 
 
 @pytest.mark.parametrize("role", ["admin_agent", "user_admin"])
+@pytest.mark.seed("S35")
 def test_marketing_contact_and_gtm_need_global_or_partner_admin(base, role):
     f = fresh_partner()
     set_contact(f)
@@ -199,6 +209,7 @@ def test_marketing_contact_of_a_pmc_partner_is_409_and_of_another_partner_404(ba
     assert_problem(ga.get(g.path("/marketing-contact")), 404, "not-found")
 
 
+@pytest.mark.seed("S41")
 def test_account_email_cannot_become_the_marketing_contacts_email(base, op):
     f = fresh_partner()
     set_contact(f)

@@ -34,6 +34,7 @@ def buy(p, package_id: str = ACTION_PACK, who: str = "ga") -> dict:
 # --- R2: who may buy -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("who", ["aa", "pa", "ga"])
+@pytest.mark.seed("S03", "S51")
 def test_admin_agent_partner_admin_and_global_admin_can_buy(who):
     p = fresh_partner()
     c = p.client(who)
@@ -51,6 +52,7 @@ def test_admin_agent_partner_admin_and_global_admin_can_buy(who):
     assert c.get(purchases(p.id, f"/{doc['id']}")).json() == doc
 
 
+@pytest.mark.seed("S02", "S28")
 def test_purchase_has_one_benefit_per_allocation_visible_in_benefits():
     p = fresh_partner()
     ga = p.client("ga")
@@ -180,6 +182,7 @@ def test_demo_contoso_purchase_is_readable(ga, op):
 
 # --- R1: PMC ---------------------------------------------------------------------------------
 
+@pytest.mark.seed("S01")
 def test_pmc_partner_purchases_are_409_pointing_to_pmc(fab_ga):
     for r in (fab_ga.get(purchases(FABRIKAM)),
               fab_ga.post(purchases(FABRIKAM), json={"package_id": ACTION_PACK}),
@@ -209,6 +212,7 @@ def renewal(p, purchase_id: str) -> str:
     return purchases(p.id, f"/{purchase_id}/renewal")
 
 
+@pytest.mark.seed("S51")
 def test_renewal_before_the_90_day_window_is_409_renewal_not_open():
     p = fresh_partner()
     doc = buy(p)
@@ -220,6 +224,7 @@ def test_renewal_before_the_90_day_window_is_409_renewal_not_open():
 
 
 @pytest.mark.parametrize("who", ["aa", "pa"])
+@pytest.mark.seed("S51")
 def test_renewal_inside_the_window_extends_the_term_by_one_term(who):
     p = fresh_partner()
     doc = buy(p)

@@ -33,6 +33,7 @@ def with_seat_and_pending_activation(base, f):
     return activate(f.client(base), f, INCIDENTS)
 
 
+@pytest.mark.seed("S49")
 def test_fresh_purchase_without_reveal_is_cancelled_with_refund(base):
     f = fresh_partner()
     act = with_seat_and_pending_activation(base, f)
@@ -76,6 +77,7 @@ def test_fresh_purchase_without_reveal_is_cancelled_with_refund(base):
     assert elig["eligible"] is False and elig["reasons"] == ["purchase-not-active"]
 
 
+@pytest.mark.seed("S49")
 def test_purchase_backdated_31_days_is_422_refund_window_expired_and_nothing_changes(base):
     f = fresh_partner()
     with_seat_and_pending_activation(base, f)
@@ -92,6 +94,7 @@ def test_purchase_backdated_31_days_is_422_refund_window_expired_and_nothing_cha
     assert before["purchase"][0] == "active" and len(before["seats"]) == 2
 
 
+@pytest.mark.seed("S49")
 def test_purchase_with_one_key_revealed_is_422_software_benefits_activated_and_nothing_changes(
         base):
     f = fresh_partner()

@@ -144,9 +144,11 @@ def world():
     sr = db_val("INSERT INTO support_requests (partner_id, benefit_id, type, units, created_by) "
                 "VALUES (%s, %s, 'on_premises', 1, 'test') RETURNING id::text", f.partner, tech)
     code = f"role-matrix-{uuid.uuid4().hex[:10]}"
-    product = db_val("INSERT INTO products (code, name, category, languages, os_types) "
-                     "VALUES (%s, %s, 'software', '{en-US}', '{x64}') RETURNING id::text",
-                     code, f"Product {code}")
+    product = db_val("WITH p AS (INSERT INTO products (code, name, category, languages, "
+                     "os_types) VALUES (%s, %s, 'software', '{en-US}', '{x64}') RETURNING id), "
+                     "d AS (INSERT INTO product_downloads (product_id, language, os, url) "
+                     "SELECT id, 'en-US', 'x64', 'https://downloads.example/rm.iso' FROM p) "
+                     "SELECT id::text FROM p", code, f"Product {code}")
     clients = {}
     for who in CALLERS:
         if who == OP:

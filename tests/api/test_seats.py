@@ -75,6 +75,7 @@ def used_status(benefit_id: str) -> tuple:
 
 # --- Visual Studio seats (R7) ----------------------------------------------------------------
 
+@pytest.mark.seed("S02", "S22", "S25")
 def test_global_admin_assigns_visual_studio_seat_and_benefit_shows_used():
     t = Tenant()
     b = t.benefit(VS_ENTERPRISE, 3)
@@ -105,6 +106,7 @@ def test_same_user_twice_is_409_already_assigned():
     assert seats(b) == [t.users[4]] and used_status(b) == (1, "active")
 
 
+@pytest.mark.seed("S24")
 def test_no_seat_left_is_409_no_seats_available():
     t = Tenant()
     b = t.benefit(VS_ENTERPRISE, 2)
@@ -117,6 +119,7 @@ def test_no_seat_left_is_409_no_seats_available():
     assert seats(b) == sorted(t.users[4:6]) and used_status(b) == (2, "active")
 
 
+@pytest.mark.seed("S26")
 def test_removing_frees_the_seat_at_once_and_reassigning_is_remove_plus_assign():
     t = Tenant()
     b = t.benefit(VS_ENTERPRISE, 1)
@@ -135,6 +138,7 @@ def test_removing_frees_the_seat_at_once_and_reassigning_is_remove_plus_assign()
                   "AND action = 'seat.removed'", b) == 1
 
 
+@pytest.mark.seed("S03")
 def test_partner_admin_cannot_assign_or_remove_visual_studio_seats():
     t = Tenant()
     b = t.benefit(VS_ENTERPRISE, 3)
@@ -150,6 +154,7 @@ def test_partner_admin_cannot_assign_or_remove_visual_studio_seats():
 
 
 @pytest.mark.parametrize("who", [2, 3, 4])  # admin agent, user admin, no role
+@pytest.mark.seed("S03")
 def test_other_roles_cannot_assign_or_remove(who):
     t = Tenant()
     vs = t.benefit(VS_ENTERPRISE, 3)
@@ -163,6 +168,7 @@ def test_other_roles_cannot_assign_or_remove(who):
         assert seats(b) == []
 
 
+@pytest.mark.seed("S23")
 def test_user_from_another_partner_is_422_user_not_in_partner():
     t = Tenant()
     b = t.benefit(VS_ENTERPRISE, 3)
@@ -177,6 +183,7 @@ def test_user_from_another_partner_is_422_user_not_in_partner():
 # --- usage-based cloud: assign yourself (R6) ------------------------------------------------
 
 @pytest.mark.parametrize("who", [0, 1])  # Global admin, MPN partner admin
+@pytest.mark.seed("S18", "S19")
 def test_admin_self_assigns_azure_and_gets_the_portal_link(who):
     t = Tenant()
     b = t.benefit(AZURE, 1)
@@ -192,6 +199,7 @@ def test_admin_self_assigns_azure_and_gets_the_portal_link(who):
 
 
 @pytest.mark.parametrize("who", [0, 1])
+@pytest.mark.seed("S18")
 def test_assigning_someone_else_to_azure_is_422(who):
     t = Tenant()
     b = t.benefit(AZURE, 2)
@@ -275,6 +283,7 @@ def test_benefit_without_seats_is_422(product):
 
 
 @pytest.mark.parametrize("who", [2, 3])  # Admin agent, User admin
+@pytest.mark.seed("S29")
 def test_technical_benefit_is_403_for_roles_that_may_not_see_it(who):
     """R8: the roles that do not see technical benefits in the list get 403 from every route that
     names one (as from GET .../benefits/{b}), not a 422 telling what the benefit is."""

@@ -116,6 +116,7 @@ def test_alg_and_kid_headers_pointing_elsewhere_are_ignored(base):
 
 @pytest.mark.parametrize("sub,role", [(GA_ID, "global_admin"), (UA_ID, "user_admin"),
                                       (AA_ID, "admin_agent"), (PA_ID, "mpn_partner_admin")])
+@pytest.mark.seed("S07")
 def test_each_partner_role_reads_its_own_partner_and_benefits(base, sub, role):
     c = Client(base, token(sub, CONTOSO, [role]))
     r = c.get(f"/v1/partners/{CONTOSO}")
@@ -128,6 +129,7 @@ def test_each_partner_role_reads_its_own_partner_and_benefits(base, sub, role):
     assert r.json()["items"]
 
 
+@pytest.mark.seed("S09")
 def test_employee_without_role_cannot_read_partner_data(emp):
     assert_problem(emp.get(f"/v1/partners/{CONTOSO}"), 403, "forbidden-role")
     assert_problem(emp.get(BENEFITS), 403, "forbidden-role")
@@ -193,6 +195,7 @@ def test_admin_partners_pages_with_cursor(op, db):
 
 # --- R1, R4, R8 ---------------------------------------------------------------------------
 
+@pytest.mark.seed("S01")
 def test_pmc_partner_benefits_answer_409_pointing_to_pmc(fab_ga):
     body = assert_problem(fab_ga.get(f"/v1/partners/{FABRIKAM}/benefits"), 409,
                           "membership-in-pmc")
@@ -203,6 +206,7 @@ def test_pmc_partner_benefits_answer_409_pointing_to_pmc(fab_ga):
 
 
 @pytest.mark.parametrize("who", ["aa", "ua"])
+@pytest.mark.seed("S08", "S28", "S29")
 def test_technical_benefits_need_global_or_partner_admin(request, who):
     c = request.getfixturevalue(who)
     body = assert_problem(c.get(BENEFITS, params={"category": "technical"}), 403,
@@ -213,12 +217,14 @@ def test_technical_benefits_need_global_or_partner_admin(request, who):
     assert items and all(b["category"] != "technical" for b in items)
 
 
+@pytest.mark.seed("S05", "S06")
 def test_demo_partner_has_benefits_in_all_five_categories(ga, pa):
     for c in (ga, pa):
         items = c.get(BENEFITS, params={"limit": 200}).json()["items"]
         assert {b["category"] for b in items} == CATEGORIES
 
 
+@pytest.mark.seed("S10", "S11", "S17", "S21")
 def test_benefit_filters_and_detail(ga):
     r = ga.get(BENEFITS, params={"category": "software"})
     items = r.json()["items"]
@@ -229,10 +235,13 @@ def test_benefit_filters_and_detail(ga):
     assert one.status_code == 200 and one.json() == b
     cloud = ga.get(BENEFITS, params={"category": "cloud"}).json()["items"]
     assert {c["cloud_kind"] for c in cloud} == {"usage_based", "license_based"}
+    vs = ga.get(BENEFITS, params={"category": "visual_studio"}).json()["items"]
+    assert vs and all(x["category"] == "visual_studio" and x["quantity"] >= 1 for x in vs)
     avail = ga.get(BENEFITS, params={"status": "available", "limit": 200}).json()["items"]
     assert all(x["status"] == "available" for x in avail)
 
 
+@pytest.mark.seed("S07")
 def test_benefit_paging_covers_everything_once(ga):
     seen, cursor = [], None
     for _ in range(50):
@@ -263,6 +272,7 @@ def test_malformed_ids_are_404(ga):
 
 # --- catalog and me -----------------------------------------------------------------------
 
+@pytest.mark.seed("S05")
 def test_catalog_lists_three_packages_with_benefits(emp):
     r = emp.get("/v1/packages")
     assert r.status_code == 200

@@ -251,18 +251,20 @@ class World:
         ]
         self.products = {}
         for code, cat, kind, langs, oses, unit, req, days, _ in prods:
+            # one statement: a product and a download per language x OS pair commit together
+            # (sql/011: the rule is checked at COMMIT)
             self.products[code] = self.q(
-                "INSERT INTO products (code, name, category, cloud_kind, languages, os_types, "
-                "instructions, portal_url, unit, offer_requirement, offer_duration_days) VALUES "
-                "(%s, %s, %s, %s, %s, %s, 'Fuzz product.', %s, %s, %s, %s) RETURNING id::text",
+                "WITH p AS (INSERT INTO products (code, name, category, cloud_kind, languages, "
+                "os_types, instructions, portal_url, unit, offer_requirement, "
+                "offer_duration_days) VALUES "
+                "(%s, %s, %s, %s, %s, %s, 'Fuzz product.', %s, %s, %s, %s) RETURNING id, "
+                "languages, os_types), d AS (INSERT INTO product_downloads (product_id, "
+                "language, os, url) SELECT p.id, l, o, format("
+                "'https://downloads.example/fuzz/%%s/%%s/%%s.iso', %s::text, l, o) FROM p, "
+                "unnest(p.languages) l, unnest(p.os_types) o) SELECT id::text FROM p",
                 f"fuzz-{t}-{code}", f"Fuzz {code} {t}", cat, kind, langs, oses,
                 "https://portal.example" if kind == "usage_based" or cat == "visual_studio"
-                else None, unit, req, days)[0][0]
-            for lang in langs:
-                for os_ in oses:
-                    self.q("INSERT INTO product_downloads (product_id, language, os, url) VALUES "
-                           "(%s, %s, %s, %s)", self.products[code], lang, os_,
-                           f"https://downloads.example/fuzz/{code}/{lang}/{os_}.iso")
+                else None, unit, req, days, code)[0][0]
         self.package = self.q(
             "INSERT INTO packages (code, name, price, currency, term_months) VALUES "
             "(%s, %s, 1, 'USD', 12) RETURNING id::text", f"fuzz-{t}", f"Fuzz package {t}")[0][0]
