@@ -6,6 +6,8 @@ the Global admins' names and emails for every employee. On the demo data and on 
 import datetime as dt
 import uuid
 
+import pytest
+
 from fresh_partner import (ADVISORY_HOURS, CO_SELL, GOLD_CORE, INCIDENTS, PRESALES_HOURS, SILVER,
                            SILVER_CORE, WINDOWS_SERVER, activate, benefit_row, complete,
                            fresh_partner, set_contact)
@@ -151,6 +153,7 @@ def test_partner_wide_support_requests_list_every_technical_benefit(base, op):
     c.close()
 
 
+@pytest.mark.seed("S34")
 def test_support_request_type_must_fit_the_benefits_unit(base, op):
     f = fresh_partner()
     ga = active_technical(f, op, base, INCIDENTS, PRESALES_HOURS)
@@ -175,6 +178,7 @@ def test_support_request_type_must_fit_the_benefits_unit(base, op):
 
 # --- 3. what a benefit shows before acting ---------------------------------------------------------
 
+@pytest.mark.seed("S13", "S36", "S44")
 def test_demo_benefits_show_instructions_unit_offer_type_and_eligibility(ga, aa):
     items = all_pages(ga, f"/v1/partners/{CONTOSO}/benefits", limit=100)
     cats = {b["category"] for b in items}
@@ -211,6 +215,7 @@ def test_fresh_partner_offers_show_what_they_lack(base):
     assert c.get(g.benefit_path(WINDOWS_SERVER)).json()["eligibility"] is None
 
 
+@pytest.mark.seed("S36")
 def test_eligibility_before_activating_gives_the_same_reason_as_activating(base, op):
     f = fresh_partner(level="silver", competencies=(("Data Analytics", "silver", "1 year"),))
     set_contact(f)
@@ -253,6 +258,7 @@ def test_go_to_market_expiry_is_never_later_than_the_purchase_term(base, op):
 
 # --- 4. who is the Global admin? -------------------------------------------------------------------
 
+@pytest.mark.seed("S04")
 def test_every_token_of_the_partner_sees_the_global_admins_names_and_emails_only(base, emp, aa,
                                                                                ua, op):
     path = f"/v1/partners/{CONTOSO}/global-admins"
