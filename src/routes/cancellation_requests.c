@@ -18,8 +18,9 @@ static mb_err request_event(mb_ctx *c, const char *partner, const char *type, co
 {
     const char *p[] = {partner, type, id, c->request_id};
     return mb_db_exec(&c->db, NULL,
-                      "SELECT emit_event($1::uuid, $2, 'cancellation_request', $3, $4, "
-                      "(SELECT doc::jsonb FROM cancellation_request_docs WHERE id = $3::uuid))",
+                      "SELECT emit_event($1::uuid, $2, 'cancellation_request', $3::text, $4, "
+                      "(SELECT doc::jsonb FROM cancellation_request_docs "
+                      "WHERE id = $3::text::uuid))",
                       4, p);
 }
 
