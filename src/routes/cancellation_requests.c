@@ -207,11 +207,40 @@ static void request_create(mb_ctx *c)
     }
 }
 
-/* GET /v1/partners/{partnerId}/cancellation-requests */
+static const char *const request_states[] = {"pending", "completed", "rejected", NULL};
+
+/* ?status= of the lists: NULL or one of request_states; answers 422. */
+static bool status_ok(mb_ctx *c, const char *status)
+{
+    for (size_t i = 0; status != NULL && request_states[i]; i++)
+        if (strcmp(request_states[i], status) == 0)
+            return true;
+    if (status == NULL)
+        return true;
+    mb_reply_problem_x(
+        c, MB_E_VALIDATION,
+        json_pack("{s:[{s:s,s:s}]}", "errors", "field", "status", "message", "invalid"),
+        "Query 'status' must be one of: pending, completed, rejected.");
+    return false;
+}
+
+/* GET /v1/partners/{partnerId}/cancellation-requests?status= */
 static void requests_list(mb_ctx *c)
 {
-    if (may_read(c))
-        mb_reply_partner_page(c, true, NULL, MB_PARTNER_PAGE_SQL("cancellation_request_docs"));
+    const char *status = mb_query(c, "status");
+    int limit;
+    char after[64];
+    if (!may_read(c) || !status_ok(c, status) ||
+        !mb_page_args(c, &limit, after, sizeof(after), false))
+        return;
+    const char *p[] = {c->param[0], after[0] ? after : NULL, status};
+    mb_reply_gated_list(c, true, NULL,
+                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
+                        "LEFT JOIN LATERAL (SELECT doc, id FROM cancellation_request_docs "
+                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
+                        "AND ($3::text IS NULL OR status = $3) ORDER BY id LIMIT $4::int) d "
+                        "ON true WHERE p.id = $1::uuid ORDER BY d.id",
+                        3, p, limit);
 }
 
 /* GET /v1/partners/{partnerId}/cancellation-requests/{requestId} */
@@ -224,24 +253,19 @@ static void request_get(mb_ctx *c)
 
 /* --- the operator's queue --------------------------------------------------------------------- */
 
-static const char *const request_states[] = {"pending", "completed", "rejected", NULL};
-
 /* GET /v1/admin/cancellation-requests?status=&partner_id= */
 static void admin_list(mb_ctx *c)
 {
     if (!mb_require(c, MB_ACT_OPERATE))
         return;
     const char *status = mb_query(c, "status"), *partner = mb_query(c, "partner_id");
-    bool known = status == NULL;
-    for (size_t i = 0; !known && request_states[i]; i++)
-        known = strcmp(request_states[i], status) == 0;
-    if (!known || (partner != NULL && !mb_is_uuid(partner))) {
-        const char *field = known ? "partner_id" : "status";
+    if (!status_ok(c, status))
+        return;
+    if (partner != NULL && !mb_is_uuid(partner)) {
         mb_reply_problem_x(
             c, MB_E_VALIDATION,
-            json_pack("{s:[{s:s,s:s}]}", "errors", "field", field, "message", "invalid"),
-            "Query '%s' must be %s.", field,
-            known ? "a partner id" : "one of: pending, completed, rejected");
+            json_pack("{s:[{s:s,s:s}]}", "errors", "field", "partner_id", "message", "invalid"),
+            "Query 'partner_id' must be a partner id.");
         return;
     }
     int limit;

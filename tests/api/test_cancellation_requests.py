@@ -145,6 +145,10 @@ def test_a_pending_request_blocks_keys_seats_activations_then_reject_makes_them_
     assert r.json()["status"] == "rejected"
     assert r.json()["rejection_reason"] == "Please contact your account manager."
     assert ga.get(f.path(f"{REQ}/{rid}")).json()["status"] == "rejected"
+    assert [x["id"] for x in ga.get(f.path(REQ), params={"status": "rejected"}).json()["items"]] \
+        == [rid]
+    assert ga.get(f.path(REQ), params={"status": "pending"}).json()["items"] == []
+    assert_problem(ga.get(f.path(REQ), params={"status": "open"}), 422, "validation-failed")
     assert events_of(f) == ["cancellation_request.created", "cancellation_request.rejected"]
 
     # everything usable again
