@@ -24,6 +24,7 @@
     X(RENEWAL_NOT_OPEN, 409, "renewal-not-open", "Renewal not open yet")                           \
     X(PURCHASE_NOT_ACTIVE, 409, "purchase-not-active", "Purchase is not active")                   \
     X(NOT_PENDING, 409, "not-pending", "Activation is not pending")                                \
+    X(CANCELLATION_PENDING, 409, "cancellation-pending", "A cancellation request is pending")      \
     X(PRECONDITION_FAILED, 412, "precondition-failed", "Precondition failed")                      \
     X(PAYLOAD_TOO_LARGE, 413, "payload-too-large", "Payload too large")                            \
     X(HEADERS_TOO_LARGE, 431, "headers-too-large", "Request headers too large")                    \

@@ -8,6 +8,7 @@
 #include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
+#include "refund.h"
 #include "technical.h"
 
 const char mb_pmc_technical[] =
@@ -168,6 +169,8 @@ static void activation_create(mb_ctx *c)
         mb_reply_benefit_closed(c, &b);
         return;
     }
+    if (!mb_no_pending_cancellation(c, b.purchase_id))
+        return;
     PGresult *r = NULL;
     const char *pl[] = {b.id};
     mb_err e = mb_db_exec(&c->db, &r,

@@ -19,6 +19,7 @@
 #include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
+#include "refund.h"
 
 #define BATCH_MAX_ROWS 1000
 #define VALUE_MAX 254
@@ -417,6 +418,8 @@ static void batch_assign(mb_ctx *c)
                          ben.status);
         goto out;
     }
+    if (!mb_no_pending_cancellation(c, ben.purchase_id))
+        goto out;
     mb_err e = dry_run ? mb_db_exec(&c->db, NULL, "SAVEPOINT batch_dry_run", 0, NULL) : MB_OK;
     for (int pass = 0; pass < 2 && e == MB_OK; pass++) /* removes, then adds */
         for (size_t i = 0; i < b.n && e == MB_OK; i++)

@@ -14,6 +14,7 @@
 #include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
+#include "refund.h"
 
 #define KEYS_MAX 1000
 #define KEY_MAX_CHARS 200
@@ -316,6 +317,10 @@ static void keys_reveal(mb_ctx *c)
         json_decref(body);
         mb_reply_problem(c, MB_E_BENEFIT_EXPIRED,
                          "This benefit is %s; renew the package to get keys again.", b.status);
+        return;
+    }
+    if (!mb_no_pending_cancellation(c, b.purchase_id)) {
+        json_decref(body);
         return;
     }
 

@@ -5,6 +5,7 @@
 
 #include "mb_events.h"
 #include "mb_http.h"
+#include "refund.h"
 
 static const char pmc_detail[] =
     "This partner's membership is still in Partner Membership Center (PMC): buy, renew and "
@@ -196,6 +197,8 @@ static void purchase_renew(mb_ctx *c)
                          "Renewal opens 90 days before the term ends, on %s.", opens_at);
         return;
     }
+    if (!mb_no_pending_cancellation(c, c->param[1]))
+        return;
     e = mb_db_exec(&c->db, &r,
                    "UPDATE purchases pu SET term_end = pu.term_end + make_interval(months => "
                    "k.term_months) FROM packages k WHERE k.id = pu.package_id "
@@ -209,6 +212,20 @@ static void purchase_renew(mb_ctx *c)
     }
     json_t *details =
         json_pack("{s:{s:s, s:s}}", "term_end", "from", old_end, "to", PQgetvalue(r, 0, 0));
+    mb_db_clear(&r);
+    /* The new term brings a fresh allocation of incidents and hours; seats
+     * and keys carry over. */
+    e = mb_db_exec(&c->db, &r,
+                   "UPDATE benefits b SET used = 0 FROM products p WHERE p.id = b.product_id "
+                   "AND b.purchase_id = $1::uuid AND b.category = 'technical' "
+                   "AND p.unit IN ('incidents', 'hours') AND b.used <> 0 RETURNING 1",
+                   1, c->param + 1);
+    if (e != MB_OK) {
+        json_decref(details);
+        mb_reply_err(c, e);
+        return;
+    }
+    json_object_set_new(details, "allocations_renewed", json_integer(PQntuples(r)));
     mb_db_clear(&r);
     if (audit(c, "purchase.renewed", c->param[1], details))
         reply_purchase(c, 200, c->param[1], false);

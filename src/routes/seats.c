@@ -16,6 +16,7 @@
 #include "mb_events.h"
 #include "mb_http.h"
 #include "mb_store.h"
+#include "refund.h"
 
 typedef enum { SEATS_NONE, SEATS_VISUAL_STUDIO, SEATS_USAGE_BASED } seat_kind;
 
@@ -125,6 +126,8 @@ static void assignment_create(mb_ctx *c)
                          "This benefit is %s; renew the package to assign seats again.", b.status);
         return;
     }
+    if (!mb_no_pending_cancellation(c, b.purchase_id))
+        return;
 
     PGresult *r = NULL;
     mb_err e = MB_OK;

@@ -553,6 +553,8 @@ PARTNER_SNAPSHOT = {
                     "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
     "key_reveals": "SELECT to_jsonb(k) FROM key_reveals k WHERE benefit_id IN "
                    "(SELECT id FROM benefits WHERE partner_id = %(p)s) ORDER BY id",
+    "cancellation_requests": "SELECT to_jsonb(x) FROM cancellation_requests x "
+                             "WHERE partner_id = %(p)s ORDER BY id",  # issue 13
     "audit_events": "SELECT jsonb_build_array(count(*), max(id)) FROM audit_events "
                     "WHERE partner_id = %(p)s",
     "idempotency_keys": "SELECT jsonb_build_array(count(*)) FROM idempotency_keys "

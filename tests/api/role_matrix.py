@@ -96,6 +96,15 @@ ROWS: list[Row] = [
     Row("GET", P + "/purchases/{purchaseId}/refund-eligibility", REFUND_READ,
         note="the operator reads it too (back office answers refund questions)"),
     Row("POST", P + "/purchases/{purchaseId}/cancellation", CANCEL),
+    # issue 13: cancellation as a service request (the roles of the immediate cancellation)
+    Row("GET", P + "/cancellation-requests", REFUND_READ,
+        note="the operator reads every partner's requests (its queue is /v1/admin)"),
+    Row("POST", P + "/cancellation-requests", CANCEL),
+    Row("GET", P + "/cancellation-requests/{requestId}", REFUND_READ,
+        note="the operator reads every partner's requests"),
+    Row("GET", "/v1/admin/cancellation-requests", OPERATE),
+    Row("POST", "/v1/admin/cancellation-requests/{requestId}/complete", OPERATE),
+    Row("POST", "/v1/admin/cancellation-requests/{requestId}/reject", OPERATE),
     # --- benefits (R3-R8) ----------------------------------------------------------------------
     Row("GET", P + "/benefits", READ, "all categories the caller may see"),
     Row("GET", P + "/benefits", TECHNICAL_READ, "category=technical",

@@ -45,6 +45,10 @@ EVENT_OF = {
     f"PUT {P}/marketing-contact": "marketing_contact.updated",
     "POST /v1/admin/activations/{activationId}/complete": "activation.completed",
     "POST /v1/admin/activations/{activationId}/reject": "activation.rejected",
+    # issue 13: cancellation as a service request (DESIGN §4b names these types)
+    f"POST {P}/cancellation-requests": "cancellation_request.created",
+    "POST /v1/admin/cancellation-requests/{requestId}/complete": "cancellation_request.completed",
+    "POST /v1/admin/cancellation-requests/{requestId}/reject": "cancellation_request.rejected",
 }
 
 # row id -> why its request writes no event
@@ -75,7 +79,8 @@ SCHEDULED = ("benefit.expiring", "purchase.renewal_open", "purchase.refund_windo
 
 SUBJECT_TYPE = {"user": "user", "purchase": "purchase", "benefit": "benefit", "seat": "benefit",
                 "activation": "activation", "support_request": "support_request",
-                "marketing_contact": "marketing_contact"}
+                "marketing_contact": "marketing_contact",
+                "cancellation_request": "cancellation_request"}
 
 
 def _events(partner: str, after: int = 0) -> list[dict]:

@@ -260,6 +260,39 @@ def _(w, who):
     return Req(pp(w, f"/purchases/{pid}/cancellation"), {})
 
 
+# issue 13: cancellation requests, each on a throwaway purchase of its own (a pending request
+# blocks its purchase's keys, seats and activations, which other rows use)
+def _throwaway_purchase(w: World) -> str:
+    db_exec("UPDATE purchases SET status = 'cancelled', cancelled_at = now() "
+            "WHERE partner_id = %s AND package_id = %s AND status = 'active'", w.partner,
+            ACTION_PACK)
+    return db_val("INSERT INTO purchases (partner_id, package_id, purchased_at, term_end, "
+                  "created_by) VALUES (%s, %s, now() - interval '1 day', "
+                  "now() + interval '1 year', 'test') RETURNING id::text", w.partner, ACTION_PACK)
+
+
+def _pending_request(w: World) -> str:
+    return db_val("INSERT INTO cancellation_requests (partner_id, purchase_id, reason, "
+                  "refund_amount, refund_currency, requested_by) VALUES (%s, %s, 'Role matrix', "
+                  "0, 'USD', 'test') RETURNING id::text", w.partner, _throwaway_purchase(w))
+
+
+recipe("GET", P + "/cancellation-requests")(lambda w, who: Req(pp(w, "/cancellation-requests")))
+recipe("POST", P + "/cancellation-requests")(
+    lambda w, who: Req(pp(w, "/cancellation-requests"),
+                       {"purchase_id": _throwaway_purchase(w), "reason": "Role matrix"},
+                       expect=202))
+recipe("GET", P + "/cancellation-requests/{requestId}")(
+    lambda w, who: Req(pp(w, f"/cancellation-requests/{_pending_request(w)}")))
+recipe("GET", "/v1/admin/cancellation-requests")(
+    lambda w, who: Req("/v1/admin/cancellation-requests", params={"status": "pending"}))
+recipe("POST", "/v1/admin/cancellation-requests/{requestId}/complete")(
+    lambda w, who: Req(f"/v1/admin/cancellation-requests/{_pending_request(w)}/complete", {}))
+recipe("POST", "/v1/admin/cancellation-requests/{requestId}/reject")(
+    lambda w, who: Req(f"/v1/admin/cancellation-requests/{_pending_request(w)}/reject",
+                       {"reason": "Role matrix: not this time."}))
+
+
 # benefits
 recipe("GET", P + "/benefits", "all categories the caller may see")(
     lambda w, who: Req(pp(w, "/benefits")))

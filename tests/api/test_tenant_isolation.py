@@ -44,6 +44,8 @@ def body_for(method: str, path: str, ids: dict) -> dict | None:
         ("POST", "purchases"): {"package_id": SILVER},
         ("POST", "renewal"): {},
         ("POST", "cancellation"): {},
+        ("POST", "cancellation-requests"): {"purchase_id": ids["purchaseId"],
+                                            "reason": "from A"},  # issue 13
         ("POST", "keys"): {"language": "en-US", "os": "x64"},
         ("POST", "assignments"): {"user_id": ids["userId"]},
         ("POST", "batch"): {"add": [ids["userId"]], "remove": [ids["userId"]]},  # issue 14
@@ -107,6 +109,12 @@ class Tenant:
             "INSERT INTO webhook_deliveries (webhook_id, partner_id, event_id, event_type, "
             "payload, status) VALUES (%s, %s, 'ping_ti', 'webhook.ping', '{}', 'failed') "
             "RETURNING id::text", self.webhook, f.partner)
+        # issue 13: a cancellation request (rejected: nothing of B stays blocked)
+        self.cancellation_request = db_val(
+            "INSERT INTO cancellation_requests (partner_id, purchase_id, reason, status, "
+            "refund_amount, refund_currency, requested_by, processed_by, processed_at, "
+            "rejection_reason) VALUES (%s, %s, 'B wants out', 'rejected', 10, 'USD', 'test', "
+            "'test', now(), 'no') RETURNING id::text", f.partner, f.purchase)
 
     @property
     def partner(self) -> str:
@@ -128,7 +136,7 @@ class Tenant:
         return {"partnerId": f.partner, "userId": user, "purchaseId": f.purchase,
                 "benefitId": benefit, "activationId": self.activation,
                 "supportRequestId": self.support_request, "webhookId": self.webhook,
-                "deliveryId": self.delivery}
+                "deliveryId": self.delivery, "requestId": self.cancellation_request}
 
     def secrets(self) -> list[str]:
         """Strings of this partner that must never show in another partner's answers."""
@@ -137,7 +145,7 @@ class Tenant:
         name, account = db_one("SELECT name, account_email FROM partners WHERE id = %s",
                                self.partner)
         ids = [self.partner, self.f.purchase, self.activation, self.pending,
-               self.support_request, *self.f.users.values(), *self.f.benefits.values()]
+               self.support_request, self.cancellation_request, *self.f.users.values(), *self.f.benefits.values()]
         return emails + [name, account, self.access_id, self.contract_id] + ids
 
 
@@ -209,6 +217,11 @@ def test_partner_a_reaches_nothing_of_partner_b(tenants):
         ("marketing contact B's user", "PUT", f"/v1/partners/{a.partner}/marketing-contact",
          {"user_id": b.f.users["mpn_partner_admin"], "email": "m@a-partner.example",
           "phone": "+14255550198", "preferred_language": "en-US"}, 422, "user-not-in-partner"),
+        # issue 13: a cancellation request naming B's purchase or B's benefit
+        ("cancellation of B's purchase", "POST", f"/v1/partners/{a.partner}/cancellation-requests",
+         {"purchase_id": b.f.purchase, "reason": "from A"}, 404, "not-found"),
+        ("cancellation of B's benefit", "POST", f"/v1/partners/{a.partner}/cancellation-requests",
+         {"benefit_id": b.f.benefits[GOLD_CORE], "reason": "from A"}, 404, "not-found"),
     ]:
         attempt(method, path, {}, body, status, code, label)
 
@@ -233,6 +246,7 @@ def test_partner_a_lists_hold_nothing_of_partner_b(tenants):
     ga = Client(BASE, token(a.f.users["global_admin"], a.partner, ["global_admin"]))
     secrets = b.secrets()
     lists = ["", "/users", "/purchases", "/benefits", "/audit-events", "/marketing-contact",
+             "/cancellation-requests",
              f"/purchases/{a.f.purchase}", f"/activations/{a.activation}",
              f"/benefits/{a.f.benefits[VS_ENTERPRISE]}/assignments",
              f"/benefits/{a.f.benefits[INCIDENTS]}/support-requests",
