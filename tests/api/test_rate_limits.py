@@ -3,10 +3,12 @@ process; a request over either answers 429 `rate-limited` with Retry-After, and 
 of an authenticated call carries RateLimit-Policy and RateLimit
 (draft-ietf-httpapi-ratelimit-headers-09 syntax). The shared server runs with the defaults
 (never reached by the suite); these tests start servers of their own with small limits."""
+import os
 import re
 import time
 
 import pytest
+import yaml
 
 from fresh_partner import fresh_partner
 from helpers import CONTOSO, GA_ID, assert_problem, operator_token, spawn_server, token
@@ -134,3 +136,30 @@ def test_bucket_refills_and_zero_turns_a_limit_off(two_partners):
         r = s.client(token(GA_ID, CONTOSO, ["global_admin"])).get("/v1/me")
         assert r.status_code == 200
         assert "RateLimit" not in r.headers and "RateLimit-Policy" not in r.headers
+
+
+def test_the_contract_declares_429_and_the_fields_on_every_operation():
+    """Every operation can answer 429 (the service's buckets, or nginx's limit per address),
+    with the shared TooManyRequests response; every success of an authenticated operation
+    declares RateLimit and RateLimit-Policy, so a new operation cannot forget them."""
+    spec_path = os.path.join(os.path.dirname(__file__), "..", "..", "api", "openapi.yaml")
+    with open(spec_path) as f:
+        spec = yaml.safe_load(f)
+    too_many = spec["components"]["responses"]["TooManyRequests"]
+    assert set(too_many["headers"]) >= {"Retry-After", "RateLimit", "RateLimit-Policy"}
+    assert "rate-limited" in spec["components"]["schemas"]["ProblemCode"]["enum"]
+    assert "cors-origin-refused" in spec["components"]["schemas"]["ProblemCode"]["enum"]
+    missing = []
+    for path, item in spec["paths"].items():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            if op["responses"].get("429") != {"$ref": "#/components/responses/TooManyRequests"}:
+                missing.append(f"{method} {path}: no 429")
+            if op.get("security") == []:
+                continue
+            for code, r in op["responses"].items():
+                if code.startswith("2") and "$ref" not in r and \
+                        not {"RateLimit", "RateLimit-Policy"} <= set(r.get("headers", {})):
+                    missing.append(f"{method} {path} {code}: no RateLimit fields")
+    assert not missing, missing
