@@ -123,7 +123,9 @@ static uint64_t key_of(const char *a, const char *b)
 
 static double level(const table *t, const slot *s, double now)
 {
-    double v = s->tokens + (now - s->stamp) * t->rate;
+    /* now was read before the shard's lock: another thread may have stamped
+     * the bucket a moment later, which is no time passed, not negative time */
+    double v = s->tokens + (now > s->stamp ? now - s->stamp : 0) * t->rate;
     return v > t->quota ? t->quota : v;
 }
 
@@ -182,7 +184,8 @@ static void bucket(table *t, uint64_t key, double now, op o, mb_rl_state *st)
     else if (o == TAKE)
         st->refused = true;
     s->tokens = v;
-    s->stamp = now;
+    if (now > s->stamp)
+        s->stamp = now;
     pthread_mutex_unlock(&sh->mu);
     state_of(t, v, st);
 }
@@ -228,10 +231,10 @@ void mb_ratelimit_fields(const mb_rl_result *r, char *policy, size_t policy_len,
     policy[0] = state[0] = '\0';
     for (int i = 0; i < r->n; i++) {
         const mb_rl_state *b = &r->b[i];
-        po += (size_t)snprintf(policy + po, policy_len - po, "%s\"%s\";q=%ld;w=%ld",
-                               i ? ", " : "", b->name, b->quota, b->window_s);
-        so += (size_t)snprintf(state + so, state_len - so, "%s\"%s\";r=%ld;t=%ld",
-                               i ? ", " : "", b->name, b->remaining, b->reset_s);
+        po += (size_t)snprintf(policy + po, policy_len - po, "%s\"%s\";q=%ld;w=%ld", i ? ", " : "",
+                               b->name, b->quota, b->window_s);
+        so += (size_t)snprintf(state + so, state_len - so, "%s\"%s\";r=%ld;t=%ld", i ? ", " : "",
+                               b->name, b->remaining, b->reset_s);
         if (po >= policy_len || so >= state_len)
             return;
     }
