@@ -248,6 +248,8 @@ bool mb_ratelimit_admit(mb_ctx *c)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     mb_rl_result r;
     mb_ratelimit_take(c->cfg, &c->who, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &r);
+    if (r.n == 0)
+        return true; /* only a partner limit, and an operator: nothing applies */
     char policy[160], state[160];
     mb_ratelimit_fields(&r, policy, sizeof(policy), state, sizeof(state));
     mb_set_header(c, "RateLimit-Policy", policy);
