@@ -31,11 +31,20 @@ void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)
 
 static mb_config cfg;
 
+static void copy(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static mb_principal who(const char *sub, const char *tid)
 {
     mb_principal p = {0};
-    snprintf(p.sub, sizeof(p.sub), "%s", sub);
-    snprintf(p.tid, sizeof(p.tid), "%s", tid);
+    copy(p.sub, sizeof(p.sub), sub);
+    copy(p.tid, sizeof(p.tid), tid);
     return p;
 }
 
