@@ -38,6 +38,11 @@ typedef struct {
     int jwks_refetch_min_s;   /* JWKS_REFETCH_MIN_SECONDS (default 30) */
     size_t max_csv_body;              /* CSV_MAX_BODY_KB: text/csv uploads (issue 14) */
     long long key_pool_low_watermark; /* KEY_POOL_LOW_WATERMARK (issue 14) */
+    /* Rate limits (issue 15): requests per window per token subject and per
+     * partner, in each process; 0 turns one off. */
+    int rate_limit_per_subject; /* RATE_LIMIT_PER_SUBJECT */
+    int rate_limit_per_partner; /* RATE_LIMIT_PER_PARTNER */
+    int rate_limit_window_s;    /* RATE_LIMIT_WINDOW_SECONDS */
 } mb_config;
 
 /* The signature algorithms of JWT_ALG (a comma-separated list). */

@@ -7,6 +7,7 @@
 #define MB_ERR_MAP(X)                                                                              \
     X(UNAUTHENTICATED, 401, "unauthenticated", "Authentication required")                          \
     X(FORBIDDEN_ROLE, 403, "forbidden-role", "Your role does not allow this")                      \
+    X(CORS_ORIGIN_REFUSED, 403, "cors-origin-refused", "Origin not allowed")                       \
     X(NOT_FOUND, 404, "not-found", "Not found")                                                    \
     X(METHOD_NOT_ALLOWED, 405, "method-not-allowed", "Method not allowed")                         \
     X(MEMBERSHIP_IN_PMC, 409, "membership-in-pmc", "Membership is managed in PMC")                 \
@@ -40,6 +41,7 @@
     X(REFUND_WINDOW_EXPIRED, 422, "refund-window-expired", "Refund window expired")                \
     X(SOFTWARE_ACTIVATED, 422, "software-benefits-activated", "Software benefits activated")       \
     X(BATCH_FAILED, 409, "batch-failed", "Batch not applied")                                      \
+    X(RATE_LIMITED, 429, "rate-limited", "Too many requests")                                      \
     X(UNAVAILABLE, 503, "unavailable", "Service unavailable")                                      \
     X(INTERNAL, 500, "internal", "Internal error")
 

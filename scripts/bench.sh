@@ -8,7 +8,10 @@
 #   scripts/bench.sh
 #   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
 #        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
-#        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
+#        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys; also
+#        ratelimit: the list with its 2 500 tokens against this service, whose rate limiter is
+#        on with its defaults, and against a second one with RATE_LIMIT_PER_SUBJECT=0 and
+#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
 #        work dir),
 #        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
@@ -26,7 +29,7 @@ CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
 ONLY=${BENCH_ONLY:-list get seats keys}
 KEYS_PARTNERS=400
-SVC_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
+SVC_PID="" OFF_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
 
 cleanup() {
@@ -34,6 +37,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
 	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
+	[ -n "$OFF_PID" ] && { stop_pid "$OFF_PID" 20 || true; }
 	pg_temp_stop || true
 	[ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"
 	if [ -n "$OUT" ] && [ -z "${KEEP_TMP:-}" ] && [ "$rc" = 0 ]; then rm -rf "$OUT"; fi
@@ -191,6 +195,35 @@ PYEOF
 	fi
 fi
 
+RL_LINE=""
+if want ratelimit; then
+	# Same requests, same data, same moment: only the limiter differs (issue 15).
+	OFF_PORT=$(free_port)
+	RATE_LIMIT_PER_SUBJECT=0 RATE_LIMIT_PER_PARTNER=0 PORT=$OFF_PORT setsid "$BIN" serve \
+		>"$OUT/service-nolimit.log" 2>&1 &
+	OFF_PID=$!
+	wait_http "http://127.0.0.1:$OFF_PORT/readyz" 30 "$OFF_PID" || die "the service without limits did not come up"
+	curl -s -H "Authorization: Bearer $(head -n1 "$OUT/list.tsv" | cut -f3)" -D - -o /dev/null \
+		"$URL$(head -n1 "$OUT/list.tsv" | cut -f2)" | grep -qi '^RateLimit-Policy:' ||
+		die "the service under test sends no RateLimit-Policy: is its limiter on?"
+	for round in 1 2; do
+		run_wrk "list, rate limiter on ($round)" list
+		URL=http://127.0.0.1:$OFF_PORT run_wrk "list, rate limiter off ($round)" list
+	done
+	stop_pid "$OFF_PID" 20 || warn "the service without limits did not exit 0"
+	OFF_PID=""
+	RL_LINE=$("$PY" - "$OUT/results.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def mean(kind):
+    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"list, rate limiter {kind}")]
+    return sum(v) / len(v)
+on, off = mean("on"), mean("off")
+print(f"Rate limiter (2 500 tokens of 2 500 partners): {on:.0f} req/s on, {off:.0f} off: on ÷ off = {on / off * 100:.0f} %")
+PYEOF
+)
+fi
+
 curl -s "$URL/metrics" >"$OUT/metrics.txt" || true
 RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$SVC_PID/status")
 if [ -n "$PERF_PID" ]; then
@@ -212,4 +245,5 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
+	[ -n "$RL_LINE" ] && { echo; echo "$RL_LINE"; }
 } | tee "$OUT/table.md"

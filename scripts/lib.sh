@@ -344,6 +344,8 @@ nginx_conf() {
 	mkdir -p "$dir/tmp"
 	# nginx's workers run as nobody when we are root: let them write their temp files.
 	chmod 1777 "$dir/tmp"
+	# NGINX_ADDRESS_RATE/_BURST: the limit per client address (docker/nginx.conf; all local here)
 	sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@PROXY_CONF@|$MB_ROOT/docker/nginx-proxy.conf|g" \
+		-e "s|@ADDRESS_RATE@|${NGINX_ADDRESS_RATE:-1000}|g" -e "s|@ADDRESS_BURST@|${NGINX_ADDRESS_BURST:-2000}|g" \
 		-e "s|@UPSTREAMS@|${ups%\\n}|g" "$MB_ROOT/docker/nginx-cluster.conf.tmpl" >"$dir/nginx.conf"
 }

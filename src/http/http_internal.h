@@ -18,4 +18,9 @@ size_t mb_route_allow(const char *path, char *allow, size_t size);
  * 2xx, with Idempotency-Key handling on POST. */
 void mb_run_tx(mb_ctx *c, const mb_route *r);
 
+/* CORS (cors.c): the headers of an allowed origin's answer; a preflight
+ * answered (204, or 403 cors-origin-refused) returns true. */
+void mb_cors(mb_ctx *c);
+bool mb_cors_preflight(mb_ctx *c, const char *method);
+
 #endif

@@ -26,6 +26,7 @@
 #include "mb_cache.h"
 #include "mb_log.h"
 #include "mb_metrics.h"
+#include "mb_ratelimit.h"
 #include "mb_token_cache.h"
 
 /* All request headers together: room for an 8 KB token (and a refused 16 KB
@@ -124,40 +125,6 @@ static void new_request_id(const struct _u_request *req, char out[64])
              b[14], b[15]);
 }
 
-static bool origin_allowed(const char *origin)
-{
-    const char *list = g_cfg->cors_origins;
-    if (origin == NULL || list == NULL || *list == '\0')
-        return false;
-    size_t ol = strlen(origin);
-    for (const char *p = list; *p;) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        size_t l = (size_t)(t - p);
-        if ((l == 1 && *p == '*') || (l == ol && strncmp(p, origin, l) == 0))
-            return true;
-        p = e;
-    }
-    return false;
-}
-
-static void cors(mb_ctx *c)
-{
-    const char *origin = mb_header(c, "Origin");
-    if (!origin_allowed(origin))
-        return;
-    mb_set_header(c, "Access-Control-Allow-Origin", origin);
-    mb_set_header(c, "Vary", "Origin");
-    mb_set_header(c, "Access-Control-Expose-Headers",
-                  "X-Request-Id, Location, ETag, Retry-After, Idempotent-Replayed, traceparent");
-}
-
 static double now_ms(void)
 {
     struct timespec ts;
@@ -181,7 +148,7 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
     mb_trace trace;
     mb_trace_context(u_map_get_case(req->map_header, "traceparent"), &trace);
     mb_set_header(&c, "traceparent", trace.header);
-    cors(&c);
+    mb_cors(&c);
 
     const char *path = req->url_path ? req->url_path : "/";
     const char *method = req->http_verb ? req->http_verb : "";
@@ -195,22 +162,8 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
                          MAX_HEADER_BYTES);
         goto done;
     }
-    if (strcmp(method, "OPTIONS") == 0 && mb_header(&c, "Origin") != NULL &&
-        mb_header(&c, "Access-Control-Request-Method") != NULL) {
-        /* CORS preflight */
-        if (origin_allowed(mb_header(&c, "Origin"))) {
-            mb_set_header(&c, "Access-Control-Allow-Methods",
-                          "GET, POST, PUT, PATCH, DELETE, OPTIONS");
-            mb_set_header(&c, "Access-Control-Allow-Headers",
-                          "Authorization, Content-Type, Idempotency-Key, If-Match, X-Request-Id, "
-                          "traceparent");
-            mb_set_header(&c, "Access-Control-Max-Age", "600");
-            mb_reply_empty(&c, 204);
-        } else {
-            mb_reply_problem(&c, MB_E_FORBIDDEN_ROLE, "Origin not allowed.");
-        }
+    if (mb_cors_preflight(&c, method))
         goto done;
-    }
     bool path_known = false;
     const mb_route *r = mb_route_find(method, path, &c, &path_known);
     size_t max_body = r && (r->flags & MB_R_CSV_BODY) ? g_cfg->max_csv_body : g_cfg->max_body;
@@ -248,6 +201,8 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
                              why ? why : "Send a valid bearer token in the Authorization header.");
             goto done;
         }
+        if (!mb_ratelimit_admit(&c))
+            goto done;
     }
     if (r->flags & MB_R_TX) {
         mb_run_tx(&c, r);
@@ -337,6 +292,10 @@ int mb_serve(const mb_config *cfg)
     raise_fd_limit();
     mb_token_cache_init();
     mb_cache_init((size_t)cfg->cache_mb * 1024 * 1024);
+    if (mb_ratelimit_init(cfg) != 0) {
+        y_log_message(Y_LOG_LEVEL_ERROR, "cannot allocate the rate limiter's tables");
+        return 1;
+    }
     if (mb_identity_start(cfg) != 0)
         return 1;
 
@@ -428,6 +387,7 @@ int mb_serve(const mb_config *cfg)
     mb_identity_stop();
     mb_token_cache_free();
     mb_cache_free();
+    mb_ratelimit_free();
     y_log_message(Y_LOG_LEVEL_INFO, "stopped");
     return 0;
 }

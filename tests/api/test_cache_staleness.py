@@ -74,8 +74,8 @@ def test_reads_cover_the_partner_and_the_cache_is_on_in_b_off_in_c(world, replic
 def test_after_each_write_every_cached_read_equals_the_database(world, replicas, row: Row):
     b, c = replicas
     who = _caller(row)
+    paths = read_paths(world)  # first: some read recipes prepare data (a request to read)
     req = rm.RECIPES[row.id](world, who)  # its preparation (SQL) happens before the reads
-    paths = read_paths(world)
     read_all(world, b.url, paths)
     read_all(world, b.url, paths)  # now from B's cache
     r = rm._send(world.clients[who], row.method, req)

@@ -31,7 +31,7 @@ class Cluster:
     """N replicas (helpers.spawn_server: same database, same settings as the main service) and
     nginx in front of them."""
 
-    def __init__(self, n: int = 3):
+    def __init__(self, n: int = 3, address_rate: int = 100000, address_burst: int = 100000):
         self.replicas = [spawn_server(wait=False) for _ in range(n)]
         for r in self.replicas:
             wait_http(r.url + "/readyz", 30, r.proc)
@@ -46,7 +46,9 @@ class Cluster:
                               for r in self.replicas)
         conf = (conf.replace("@DIR@", self.dir).replace("@PORT@", str(self.port))
                 .replace("@UPSTREAMS@", upstreams)
-                .replace("@PROXY_CONF@", os.path.join(ROOT, "docker", "nginx-proxy.conf")))
+                .replace("@PROXY_CONF@", os.path.join(ROOT, "docker", "nginx-proxy.conf"))
+                .replace("@ADDRESS_RATE@", str(address_rate))
+                .replace("@ADDRESS_BURST@", str(address_burst)))
         with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
             f.write(conf)
         self.nginx = subprocess.Popen(
@@ -80,6 +82,28 @@ class Cluster:
         for r in self.replicas:
             if r.proc.returncode != -signal.SIGKILL:
                 r.stop()
+
+
+def test_nginx_limits_requests_per_client_address():
+    """Issue 15: the cluster's nginx answers 429 rate-limited (problem+json, Retry-After) past
+    its limit per client address, before any replica is asked; its own health location is not
+    limited, and the limit frees up again."""
+    c = Cluster(1, address_rate=2, address_burst=3)
+    try:
+        s = requests.Session()
+        answers = [s.get(c.url + "/healthz", timeout=10) for _ in range(12)]
+        codes = [r.status_code for r in answers]
+        assert codes.count(200) >= 1 and codes.count(429) >= 6, codes
+        r = next(r for r in answers if r.status_code == 429)
+        assert r.headers["Content-Type"] == "application/problem+json"
+        assert r.json()["code"] == "rate-limited" and r.json()["status"] == 429
+        assert r.headers["Retry-After"] == "1"
+        assert "X-Request-Id" not in r.headers  # nginx's own answer: no replica saw it
+        assert s.get(c.url + "/nginx-health", timeout=10).status_code == 200
+        time.sleep(1.1)
+        assert s.get(c.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        c.close()
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Walking skeleton (issue 2): tokens, tenants, catalog and benefit reads, problem answers,
 limits, CORS and a database that goes away and comes back."""
+import re
 import socket
 import time
 
@@ -347,6 +348,34 @@ def test_cors_for_configured_origin_only(direct):
     assert "Authorization" in ok.headers["Access-Control-Allow-Headers"]
     r = requests.get(f"{direct}/healthz", headers={"Origin": "http://evil.example"}, timeout=10)
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_cors_refused_preflight_has_its_own_code(direct):
+    """Issue 15: a preflight from an origin not in CORS_ORIGINS is 403 cors-origin-refused (no
+    role is involved: it carries no token), with no Access-Control-Allow-* at all."""
+    r = requests.options(f"{direct}{BENEFITS}", timeout=10, headers={
+        "Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+    body = assert_problem(r, 403, "cors-origin-refused")
+    assert "CORS_ORIGINS" in body["detail"]
+    assert not [h for h in r.headers if h.lower().startswith("access-control-allow")]
+
+
+def test_cors_exposes_the_headers_scripts_need(direct, ga):
+    """A browser script of an allowed origin can read the request id, ETag, Location, the
+    rate limit fields and Retry-After (the list is in README and the contract)."""
+    r = requests.get(f"{direct}/v1/me", timeout=10, headers={
+        "Origin": "http://localhost:3000", "Authorization": ga.session.headers["Authorization"]})
+    assert r.status_code == 200
+    exposed = {h.strip().lower() for h in r.headers["Access-Control-Expose-Headers"].split(",")}
+    for h in ("X-Request-Id", "ETag", "Location", "Retry-After", "RateLimit", "RateLimit-Policy",
+              "Idempotent-Replayed", "traceparent", "Deprecation", "Sunset"):
+        assert h.lower() in exposed, h
+    # and each of them is one the contract's description lists
+    contract = requests.get(f"{direct}/openapi.yaml", timeout=10).text
+    listed = re.search(r"Access-Control-Expose-Headers`?:? ([^\n]+)", contract)
+    assert listed, "the contract does not list the exposed headers"
+    for h in exposed:
+        assert h in listed[1].lower(), h
 
 
 def test_raw_garbage_on_the_socket_does_not_kill_the_service(direct, ga):
