@@ -74,11 +74,9 @@ def operations(doc):
 def generic(method: str, path: str, op: dict) -> set:
     """The codes any operation of this kind can give, seen in a test or not."""
     public = op.get("security") == []
-    codes = set()
+    codes = {"rate-limited"} if "rate-limited" in TABLE else set()  # nginx's, before any route
     if not public:
         codes |= {"unauthenticated", "unavailable", "internal"}
-        if "rate-limited" in TABLE:
-            codes.add("rate-limited")
     if "requestBody" in op:
         codes |= {"malformed-json", "unsupported-media-type", "payload-too-large",
                   "validation-failed"}
@@ -126,7 +124,7 @@ def write(logs) -> None:
     seen = observed(logs)
     examples = comps.setdefault("examples", {})
     originals = {k: v for k, v in shared.items() if "_" not in k}
-    used = set()
+    used, rewritten = set(), set()
     for method, path, op in operations(doc):
         codes = set(op.get("x-problem-codes", [])) | generic(method, path, op)
         codes |= {c for m, p, _, c in seen if (m, p) == (method, path)}
@@ -141,11 +139,16 @@ def write(logs) -> None:
                 del responses[status]  # no code of this operation has that status
         for status, cs in by_status.items():
             base = responses.get(status)
-            name = RESPONSE_NAME.get(status, "Status" + status) + "".join(
-                "_" + re.sub(r"-(.)", lambda m: m.group(1).upper(), c) for c in cs)
-            if name not in shared:
+            if len(cs) == 1 and DEFAULT_CODE.get(status) == cs[0] and status in RESPONSE_NAME:
+                name = RESPONSE_NAME[status]  # the shared answer of the status' usual code
+            else:
+                name = RESPONSE_NAME.get(status, "Status" + status) + "".join(
+                    "_" + re.sub(r"-(.)", lambda m: m.group(1).upper(), c) for c in cs)
+            if name not in shared or name not in rewritten:
+                rewritten.add(name)
                 tmpl = (base or {}).get("$ref", "").rsplit("/", 1)[-1] or RESPONSE_NAME.get(status)
-                r = copy.deepcopy(originals[tmpl]) if tmpl in originals else {
+                r = copy.deepcopy(shared.get(name) or originals.get(tmpl)) if (
+                    name in shared or tmpl in originals) else {
                     "headers": {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}},
                     "content": {"application/problem+json": {
                         "schema": {"$ref": "#/components/schemas/Problem"}}}}
@@ -157,6 +160,12 @@ def write(logs) -> None:
             used.add(name)
             responses[status] = {"$ref": f"#/components/responses/{name}"}
         op["responses"] = dict(sorted(responses.items()))
+        if op.get("security") != [] and "RateLimit" in comps.get("headers", {}):
+            for status, resp in op["responses"].items():
+                if status.startswith("2") and "$ref" not in resp:
+                    h = resp.setdefault("headers", {})
+                    for k in ("RateLimit", "RateLimit-Policy"):
+                        h.setdefault(k, {"$ref": f"#/components/headers/{k}"})
         for c in cs_all(op):
             if c not in examples:
                 status, title = TABLE[c]
@@ -199,6 +208,11 @@ DETAIL = {
     "membership-in-pmc": "This partner's membership is still managed in the Partner "
                          "Membership Center (PMC).",
 }
+DEFAULT_CODE = {"400": "malformed-json", "401": "unauthenticated", "403": "forbidden-role",
+                "404": "not-found", "409": "conflict", "412": "precondition-failed",
+                "413": "payload-too-large", "415": "unsupported-media-type",
+                "422": "validation-failed", "429": "rate-limited", "500": "internal",
+                "503": "unavailable"}
 TABLE = error_table()
 
 if __name__ == "__main__":
