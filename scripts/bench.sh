@@ -143,6 +143,59 @@ free_seats() { psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text L
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 
+# --- issue 17: the list at limit=20 against a plain two-statement pgbench baseline, warm
+# (the same 1 000 partners, whose answers fit in CACHE_MB), cold (every read right after a
+# write to its partner), 304 (If-None-Match with the current ETag), mixed (95 % reads, 5 %
+# writes) and the warm list at 256 connections. Each wrk run records the /metrics counters
+# before and after (cache outcomes, list answers) next to wrk's figures in results17.jsonl.
+run_wrk17() { # NAME TAG [CONNECTIONS] : replays $OUT/TAG.tsv
+	local name=$1 tag=$2 conn=${3:-$CONN} file=$OUT/$2.tsv
+	[ "$tag" = c256 ] && file=$OUT/warm.tsv
+	if [ "$WARMUP" -gt 0 ]; then
+		BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${WARMUP}s" \
+			-s bench/requests.lua "$URL" >"$OUT/wrk-$tag-warmup.txt" 2>&1 || true
+	fi
+	case $tag in cold | mixed) free_seats ;; esac
+	curl -s "$URL/metrics" >"$OUT/metrics-$tag-before.txt"
+	log "wrk $tag: ${SECS}s, $conn connections, $THR threads"
+	BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${SECS}s" --latency \
+		-s bench/requests.lua "$URL" >"$OUT/wrk-$tag.txt" 2>&1 || die "wrk failed: $(cat "$OUT/wrk-$tag.txt")"
+	curl -s "$URL/metrics" >"$OUT/metrics-$tag-after.txt"
+	case $tag in cold | mixed) free_seats ;; esac
+	"$PY" bench/stats.py wrk17 "$name" "$tag" "$OUT/wrk-$tag.txt" "$SECS" "$conn" \
+		"$OUT/metrics-$tag-before.txt" "$OUT/metrics-$tag-after.txt" "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results17.jsonl"
+}
+
+issue17_runs() {
+	: >"$OUT/results17.jsonl"
+	if want plain; then
+		log "pgbench list_plain: ${SECS}s, $CONN clients, $THR threads, prepared"
+		rm -f "$OUT"/pgbench_log.*
+		(cd "$OUT" && "$PGBENCH" -n -M prepared -c "$CONN" -j "$THR" -T "$SECS" -l \
+			-f "$MB_ROOT/bench/pgbench/list_plain.sql" -h 127.0.0.1 -p "$PG_PORT" -U postgres mpn) \
+			>"$OUT/pgbench-list_plain.txt" 2>&1 || die "pgbench failed: $(tail -n 20 "$OUT/pgbench-list_plain.txt")"
+		"$PY" bench/stats.py pgbench "plain" 1 "" "$OUT/pgbench-list_plain.txt" "$OUT"/pgbench_log.* |
+			"$PY" bench/stats.py tag17 "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results17.jsonl"
+		rm -f "$OUT"/pgbench_log.*
+	fi
+	want warm && run_wrk17 "warm list" warm
+	if want 304; then
+		log "the current ETag of each 304 line"
+		"$PY" bench/requests.py etags "$OUT/inm.tsv" "$URL" || die "reading the ETags failed"
+		run_wrk17 "304" inm
+	fi
+	want cold && run_wrk17 "cold list" cold
+	want mixed && run_wrk17 "mixed" mixed
+	want c256 && run_wrk17 "warm list, 256 connections" c256 256
+	return 0
+}
+
+issue17_table() {
+	[ -s "$OUT/results17.jsonl" ] && "$PY" bench/stats.py table17 "$OUT/results17.jsonl" "$RSS_KB"
+	return 0
+}
+# --- end of issue 17's runs
+
 : >"$OUT/results.jsonl"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 if want list; then
@@ -191,6 +244,8 @@ PYEOF
 	fi
 fi
 
+issue17_runs
+
 curl -s "$URL/metrics" >"$OUT/metrics.txt" || true
 RSS_KB=$(awk '/^VmHWM:/ {print $2}' "/proc/$SVC_PID/status")
 if [ -n "$PERF_PID" ]; then
@@ -212,4 +267,5 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
+	issue17_table
 } | tee "$OUT/table.md"
