@@ -70,6 +70,13 @@ OUT=$(mktemp -d /tmp/mb-bench.XXXXXX)
 chmod 755 "$OUT"
 
 pg_temp_start
+pgss_start() { # BENCH_PGSS=1: pg_stat_statements (nested statements too) for where the time goes
+	pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 restart -m fast -o "$PG_OPTS \
+		-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" >/dev/null ||
+		die "PostgreSQL did not restart with pg_stat_statements"
+	pg_psql "$PG_SOCK" "$PG_PORT" mpn -qc "CREATE EXTENSION pg_stat_statements" >/dev/null
+}
+[ -n "${BENCH_PGSS:-}" ] && pgss_start
 export DATABASE_URL
 mb_dev_env
 # A pool sized to PostgreSQL's CPUs, which here are this machine's: nproc + 1 (3 on 2 CPUs).
@@ -139,7 +146,15 @@ run_pgbench() { # NAME SCRIPT REQS_PER_TX LABEL
 }
 
 # Frees every seat of the bench partners (DELETE, so the trigger keeps benefits.used right).
-free_seats() { psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null; }
+# Retried: requests wrk left in flight may still hold seats when it exits (a deadlock then).
+free_seats() {
+	local i
+	for i in 1 2 3 4 5; do
+		psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	die "could not free the bench seats"
+}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 
@@ -194,6 +209,15 @@ issue17_table() {
 	[ -s "$OUT/results17.jsonl" ] && "$PY" bench/stats.py table17 "$OUT/results17.jsonl" "$RSS_KB"
 	return 0
 }
+pgss_reset() { [ -z "${BENCH_PGSS:-}" ] || psql_bench -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+pgss_dump() { # TAG: the statements by total time, into $OUT/pgss-TAG.txt
+	[ -n "${BENCH_PGSS:-}" ] || return 0
+	psql_bench -P pager=off -c "SELECT round(total_exec_time::numeric, 0) AS total_ms, calls,
+		round((total_exec_time / greatest(calls, 1))::numeric, 3) AS mean_ms, toplevel,
+		left(regexp_replace(query, '\s+', ' ', 'g'), 150) AS query
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40" >"$OUT/pgss-$1.txt"
+	KEEP_TMP=1
+}
 # --- end of issue 17's runs
 
 : >"$OUT/results.jsonl"
@@ -209,7 +233,9 @@ fi
 if want seats; then
 	if route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 		free_seats
+		pgss_reset
 		run_wrk "seat assign + remove" seats
+		pgss_dump seats
 		free_seats
 		run_pgbench "seat assign + remove" bench/pgbench/seats_tx.sql 2 "same transactions"
 		free_seats
