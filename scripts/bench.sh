@@ -8,7 +8,10 @@
 #   scripts/bench.sh
 #   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
 #        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
-#        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys),
+#        BENCH_ONLY (the runs: list get seats keys, and issue 17's plain warm 304 cold mixed
+#        c256; default "list plain warm 304 cold mixed c256 seats", about 6 minutes),
+#        BENCH_PGSS=1 (pg_stat_statements, nested statements included, for the seat cycle:
+#        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
 #        work dir),
 #        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
@@ -24,7 +27,7 @@ SECS=${BENCH_SECONDS:-20}
 WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-list get seats keys}
+ONLY=${BENCH_ONLY:-list plain warm 304 cold mixed c256 seats}
 KEYS_PARTNERS=400
 SVC_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
