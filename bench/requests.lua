@@ -1,5 +1,5 @@
 -- wrk script of scripts/bench.sh: replays the requests of the file named by BENCH_REQUESTS
--- (lines METHOD \t PATH \t TOKEN \t BODY, written by bench/requests.py) round robin. Thread
+-- (lines METHOD \t PATH \t TOKEN \t BODY [\t IF_NONE_MATCH], written by bench/requests.py) round robin. Thread
 -- i of n takes lines i, i+n, i+2n, ... so threads never share a line (the seat cycle relies
 -- on that: a pair's assignment and removal stay with one thread, in order).
 local nthreads = 0
@@ -22,8 +22,16 @@ function init(args)
     local i = 0
     for line in io.lines(file) do
         if i % n == tid then
-            local m, p, t, b = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t?(.*)$")
+            -- METHOD, PATH, TOKEN, BODY (may be empty) and, optionally, an If-None-Match value
+            local f = {}
+            for v in (line .. "\t"):gmatch("([^\t]*)\t") do
+                f[#f + 1] = v
+            end
+            local m, p, t, b, inm = f[1], f[2], f[3], f[4], f[5]
             local h = { ["Authorization"] = "Bearer " .. t }
+            if inm ~= nil and inm ~= "" then
+                h["If-None-Match"] = inm
+            end
             if b ~= nil and b ~= "" then
                 h["Content-Type"] = "application/json"
             else

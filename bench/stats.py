@@ -4,6 +4,8 @@
     stats.py wrk NAME WRK_OUTPUT >> results.jsonl
     stats.py pgbench NAME REQS_PER_TX PGBENCH_OUTPUT LOGFILE... >> results.jsonl
     stats.py table results.jsonl RSS_KB METRICS  (prints the Markdown table)
+    stats.py wrk17 NAME TAG WRK_OUTPUT SECS CONNS METRICS_BEFORE METRICS_AFTER LOAD >> results17.jsonl
+    stats.py table17 results17.jsonl RSS_KB      (issue 17's table and its targets)
 
 wrk gives req/s and its latency distribution (--latency). pgbench gives tps, and the
 per-transaction log (-l) gives the percentiles; a transaction of a script that stands for
@@ -125,6 +127,89 @@ def table(path, rss_kb, metrics_path=None):
     print("\n".join(out))
 
 
+# --- issue 17 -------------------------------------------------------------------------------
+LIST = ("GET", "/v1/partners/:partnerId/benefits")
+
+
+def counters(path):
+    """The /metrics counters a run17 needs: cache outcomes, answers and histogram per route."""
+    c = {"hit": 0, "miss": 0, "not_modified": 0, "routes": {}, "buckets": {}}
+    for line in open(path):
+        m = re.match(r'mpn_cache_answers_total\{outcome="(\w+)"\} (\d+)', line)
+        if m:
+            c[m.group(1)] = int(m.group(2))
+        m = re.match(r'mpn_http_request_duration_seconds_count\{method="([^"]*)",route="([^"]*)"\} (\d+)', line)
+        if m:
+            c["routes"][m.group(1) + " " + m.group(2)] = int(m.group(3))
+        m = re.match(r'mpn_http_request_duration_seconds_bucket\{method="([^"]*)",route="([^"]*)",'
+                     r'le="([^"]+)"\} (\d+)', line)
+        if m and (m.group(1), m.group(2)) == LIST:
+            c["buckets"][m.group(3)] = int(m.group(4))
+    return c
+
+
+def wrk17(name, tag, path, secs, conn, before, after, load):
+    r = wrk(name, path)
+    b, a = counters(before), counters(after)
+    lst = " ".join(LIST)
+    r.update({"tag": tag, "conn": int(conn), "load": load,
+              "hit": a["hit"] - b["hit"], "miss": a["miss"] - b["miss"],
+              "not_modified": a["not_modified"] - b["not_modified"],
+              "list_rps": (a["routes"].get(lst, 0) - b["routes"].get(lst, 0)) / float(secs),
+              "writes": sum(a["routes"][k] - b["routes"].get(k, 0) for k in a["routes"]
+                            if k.split(" ")[0] in ("POST", "DELETE"))})
+    # The list's p99 inside the service during the measured seconds (histogram deltas).
+    d = sorted(((float("inf") if k == "+Inf" else float(k)), v - b["buckets"].get(k, 0))
+               for k, v in a["buckets"].items())
+    r["list_p99_in"] = None
+    if d and d[-1][1] > 0:
+        r["list_p99_in"] = next(le * 1000 for le, n in d if n >= 0.99 * d[-1][1])
+    return r
+
+
+def table17(path, rss_kb):
+    rows = {}
+    for l in open(path):
+        if l.strip():
+            r = json.loads(l)
+            rows[r.get("tag", r["name"])] = r
+    out = ["", "Issue 17: the list at `limit=20` (wrk) and the plain two-statement SQL (pgbench)", "",
+           "| run | connections | req/s | list answers/s | p50 ms | p99 ms | list p99 in service "
+           "| errors | cache hit / miss / 304 | load average |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for tag in ("plain", "warm", "inm", "cold", "mixed", "c256"):
+        r = rows.get(tag)
+        if not r:
+            continue
+        if r["tool"] == "pgbench":
+            out.append(f"| plain SQL (pgbench: partner check + page of benefits) | 32 | {r['rps']:.0f} "
+                       f"| {r['rps']:.0f} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | – "
+                       f"| {r.get('failed', 0)} | – | {r.get('load', '')} |")
+            continue
+        inside = "–" if r["list_p99_in"] is None else f"≤ {r['list_p99_in']:g}"
+        out.append(f"| {r['name']} | {r['conn']} | {r['rps']:.0f} | {r['list_rps']:.0f} "
+                   f"| {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | {inside} "
+                   f"| {r['non2xx'] + r['socket_errors']} "
+                   f"| {r['hit']} / {r['miss']} / {r['not_modified']} | {r['load']} |")
+    out += ["", "| target | this run |", "|---|---|"]
+
+    def ratio(a, b):
+        return f"{a / b:.2f} ×" if a is not None and b else "–"
+
+    g = lambda t, k: rows[t][k] if t in rows else None
+    out.append(f"| warm list ≥ 1.0 × plain pgbench | {ratio(g('warm', 'rps'), g('plain', 'rps'))} |")
+    out.append(f"| cold list ≥ 0.5 × plain pgbench | {ratio(g('cold', 'list_rps'), g('plain', 'rps'))} "
+               f"(list answers only; all requests of the run, half of them writes: "
+               f"{ratio(g('cold', 'rps'), g('plain', 'rps'))}) |")
+    out.append(f"| 304 ≥ 1.5 × warm | {ratio(g('inm', 'rps'), g('warm', 'rps'))} |")
+    out.append(f"| p99 ≤ 15 ms at 32 connections (warm list) | "
+               f"{fmt_ms(g('warm', 'p99')) if 'warm' in rows else '–'} ms |")
+    out.append(f"| p99 ≤ 60 ms at 256 connections (warm list) | "
+               f"{fmt_ms(g('c256', 'p99')) if 'c256' in rows else '–'} ms |")
+    out.append(f"| peak RSS ≤ 64 MB | {int(rss_kb) / 1024:.1f} MB |")
+    print("\n".join(out))
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "wrk":
@@ -134,5 +219,13 @@ if __name__ == "__main__":
         if sys.argv[4]:
             r["label"] = sys.argv[4]
         print(json.dumps(r))
+    elif cmd == "wrk17":
+        print(json.dumps(wrk17(*sys.argv[2:10])))
+    elif cmd == "tag17":  # adds the load average to a pgbench line on stdin
+        r = json.loads(sys.stdin.read())
+        r.update({"tag": r["name"], "load": sys.argv[2]})
+        print(json.dumps(r))
+    elif cmd == "table17":
+        table17(sys.argv[2], sys.argv[3])
     elif cmd == "table":
         table(sys.argv[2], sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)

@@ -8,10 +8,12 @@
 #   scripts/bench.sh
 #   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
 #        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
-#        BENCH_ONLY (e.g. "list get": the endpoints to measure: list get seats keys; also
-#        ratelimit: the list with its 2 500 tokens against this service, whose rate limiter is
-#        on with its defaults, and against a second one with RATE_LIMIT_PER_SUBJECT=0 and
-#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off),
+#        BENCH_ONLY (the runs: list get seats keys, and issue 17's plain warm 304 cold mixed
+#        c256, and ratelimit (issue 15: the list with its 2 500 tokens against this
+#        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
+#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off); default "list plain warm 304 cold mixed c256 seats", about 6 minutes),
+#        BENCH_PGSS=1 (pg_stat_statements, nested statements included, for the seat cycle:
+#        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
 #        work dir),
 #        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
@@ -27,7 +29,7 @@ SECS=${BENCH_SECONDS:-20}
 WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-list get seats keys}
+ONLY=${BENCH_ONLY:-list plain warm 304 cold mixed c256 seats}
 KEYS_PARTNERS=400
 SVC_PID="" OFF_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
@@ -74,6 +76,13 @@ OUT=$(mktemp -d /tmp/mb-bench.XXXXXX)
 chmod 755 "$OUT"
 
 pg_temp_start
+pgss_start() { # BENCH_PGSS=1: pg_stat_statements (nested statements too) for where the time goes
+	pg_as "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t 60 restart -m fast -o "$PG_OPTS \
+		-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all" >/dev/null ||
+		die "PostgreSQL did not restart with pg_stat_statements"
+	pg_psql "$PG_SOCK" "$PG_PORT" mpn -qc "CREATE EXTENSION pg_stat_statements" >/dev/null
+}
+[ -n "${BENCH_PGSS:-}" ] && pgss_start
 export DATABASE_URL
 mb_dev_env
 # A pool sized to PostgreSQL's CPUs, which here are this machine's: nproc + 1 (3 on 2 CPUs).
@@ -143,9 +152,79 @@ run_pgbench() { # NAME SCRIPT REQS_PER_TX LABEL
 }
 
 # Frees every seat of the bench partners (DELETE, so the trigger keeps benefits.used right).
-free_seats() { psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null; }
+# Retried: requests wrk left in flight may still hold seats when it exits (a deadlock then).
+free_seats() {
+	local i
+	for i in 1 2 3 4 5; do
+		psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null 2>&1 && return 0
+		sleep 1
+	done
+	die "could not free the bench seats"
+}
 
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# --- issue 17: the list at limit=20 against a plain two-statement pgbench baseline, warm
+# (the same 1 000 partners, whose answers fit in CACHE_MB), cold (every read right after a
+# write to its partner), 304 (If-None-Match with the current ETag), mixed (95 % reads, 5 %
+# writes) and the warm list at 256 connections. Each wrk run records the /metrics counters
+# before and after (cache outcomes, list answers) next to wrk's figures in results17.jsonl.
+run_wrk17() { # NAME TAG [CONNECTIONS] : replays $OUT/TAG.tsv
+	local name=$1 tag=$2 conn=${3:-$CONN} file=$OUT/$2.tsv
+	[ "$tag" = c256 ] && file=$OUT/warm.tsv
+	if [ "$WARMUP" -gt 0 ]; then
+		BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${WARMUP}s" \
+			-s bench/requests.lua "$URL" >"$OUT/wrk-$tag-warmup.txt" 2>&1 || true
+	fi
+	case $tag in cold | mixed) free_seats ;; esac
+	curl -s "$URL/metrics" >"$OUT/metrics-$tag-before.txt"
+	log "wrk $tag: ${SECS}s, $conn connections, $THR threads"
+	BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${SECS}s" --latency \
+		-s bench/requests.lua "$URL" >"$OUT/wrk-$tag.txt" 2>&1 || die "wrk failed: $(cat "$OUT/wrk-$tag.txt")"
+	curl -s "$URL/metrics" >"$OUT/metrics-$tag-after.txt"
+	case $tag in cold | mixed) free_seats ;; esac
+	"$PY" bench/stats.py wrk17 "$name" "$tag" "$OUT/wrk-$tag.txt" "$SECS" "$conn" \
+		"$OUT/metrics-$tag-before.txt" "$OUT/metrics-$tag-after.txt" "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results17.jsonl"
+}
+
+issue17_runs() {
+	: >"$OUT/results17.jsonl"
+	if want plain; then
+		log "pgbench list_plain: ${SECS}s, $CONN clients, $THR threads, prepared"
+		rm -f "$OUT"/pgbench_log.*
+		(cd "$OUT" && "$PGBENCH" -n -M prepared -c "$CONN" -j "$THR" -T "$SECS" -l \
+			-f "$MB_ROOT/bench/pgbench/list_plain.sql" -h 127.0.0.1 -p "$PG_PORT" -U postgres mpn) \
+			>"$OUT/pgbench-list_plain.txt" 2>&1 || die "pgbench failed: $(tail -n 20 "$OUT/pgbench-list_plain.txt")"
+		"$PY" bench/stats.py pgbench "plain" 1 "" "$OUT/pgbench-list_plain.txt" "$OUT"/pgbench_log.* |
+			"$PY" bench/stats.py tag17 "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results17.jsonl"
+		rm -f "$OUT"/pgbench_log.*
+	fi
+	want warm && run_wrk17 "warm list" warm
+	if want 304; then
+		log "the current ETag of each 304 line"
+		"$PY" bench/requests.py etags "$OUT/inm.tsv" "$URL" || die "reading the ETags failed"
+		run_wrk17 "304" inm
+	fi
+	want cold && run_wrk17 "cold list" cold
+	want mixed && run_wrk17 "mixed" mixed
+	want c256 && run_wrk17 "warm list, 256 connections" c256 256
+	return 0
+}
+
+issue17_table() {
+	[ -s "$OUT/results17.jsonl" ] && "$PY" bench/stats.py table17 "$OUT/results17.jsonl" "$RSS_KB"
+	return 0
+}
+pgss_reset() { [ -z "${BENCH_PGSS:-}" ] || psql_bench -c "SELECT pg_stat_statements_reset()" >/dev/null; }
+pgss_dump() { # TAG: the statements by total time, into $OUT/pgss-TAG.txt
+	[ -n "${BENCH_PGSS:-}" ] || return 0
+	psql_bench -P pager=off -c "SELECT round(total_exec_time::numeric, 0) AS total_ms, calls,
+		round((total_exec_time / greatest(calls, 1))::numeric, 3) AS mean_ms, toplevel,
+		left(regexp_replace(query, '\s+', ' ', 'g'), 150) AS query
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 40" >"$OUT/pgss-$1.txt"
+	KEEP_TMP=1
+}
+# --- end of issue 17's runs
 
 : >"$OUT/results.jsonl"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -160,7 +239,9 @@ fi
 if want seats; then
 	if route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 		free_seats
+		pgss_reset
 		run_wrk "seat assign + remove" seats
+		pgss_dump seats
 		free_seats
 		run_pgbench "seat assign + remove" bench/pgbench/seats_tx.sql 2 "same transactions"
 		free_seats
@@ -195,6 +276,7 @@ PYEOF
 	fi
 fi
 
+issue17_runs
 RL_LINE=""
 if want ratelimit; then
 	# Same requests, same data, same moment: only the limiter differs (issue 15).
@@ -246,4 +328,5 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
 	[ -n "$RL_LINE" ] && { echo; echo "$RL_LINE"; }
+	issue17_table
 } | tee "$OUT/table.md"

@@ -135,3 +135,31 @@ def test_the_cache_stays_within_cache_mb():
         print(f"\n{len(pids)} partners read: cache {kept / 1024:.0f} kB (bound 1024 kB)")
         assert 0 < kept <= 1024 * 1024
     db_exec("DELETE FROM partners WHERE name LIKE 'Cache %%' AND account_email LIKE '%%@bound.example'")
+
+
+def test_version_bumps_keep_no_setting_per_partner(db):
+    """sql/012_write_path.sql: the data-version trigger bumps a partner once per transaction
+    and remembers it in one transaction-local setting; a pooled connection that writes for
+    many partners must not collect a setting per partner (PostgreSQL keeps every custom
+    setting name for the backend's life, re-sorts them all for each new one and walks them at
+    every writing transaction's end). Writes here are rolled back: nothing is left."""
+    cur = db.cursor()
+    cur.execute("SELECT id::text FROM partners ORDER BY id LIMIT 20")
+    ids = [r[0] for r in cur.fetchall()]
+    assert len(ids) >= 2
+    for pid in ids:
+        cur.execute("BEGIN")
+        cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+        before = cur.fetchone()[0]
+        for _ in range(2):
+            cur.execute("INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
+                        "VALUES (%s, 'test', 'test.bump', 'partner', %s)", (pid, pid))
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred bumps run now
+        cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+        assert cur.fetchone()[0] == before + 1, "bumped once per transaction"
+        cur.execute("ROLLBACK")
+    # A custom setting once used reads '' afterwards, one never used reads NULL (pg_settings
+    # does not list them): the per-partner names of sql/007 must never have been used.
+    cur.execute("SELECT count(*) FROM unnest(%s::text[]) p "
+                "WHERE current_setting('mb.v_' || replace(p, '-', ''), true) IS NOT NULL", (ids,))
+    assert cur.fetchone()[0] == 0, "a setting per partner"
