@@ -72,6 +72,10 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
         free(s);
     }
     mb_set_header(c, "Content-Type", "application/problem+json");
+    /* Every 503 says when to come back (README, api/openapi.yaml: Retry-After is required
+     * on it); mb_reply_err may set its own value afterwards. */
+    if (status == 503 && u_map_get(c->resp->map_header, "Retry-After") == NULL)
+        mb_set_header(c, "Retry-After", "2");
 }
 
 void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)
