@@ -17,10 +17,11 @@ OUT=$(mkdir -p "${2:-$HERE/build}" && cd "${2:-$HERE/build}" && pwd)
 : "${GA_TOKEN:?set GA_TOKEN}" "${OPERATOR_TOKEN:?set OPERATOR_TOKEN}" "${OTHER_PARTNER_TOKEN:?set OTHER_PARTNER_TOKEN}"
 SPEC=$HERE/../../api/openapi.yaml
 bash "$HERE/npm-ci.sh"
-cd "$HERE"
-node make-portman-config.js "$SPEC" >"$OUT/portman-config.json"
-# Portman 1.33 converts and injects the tests; no Newman run, no upload, no network.
-node_modules/.bin/portman --local "$SPEC" --portmanConfigFile "$OUT/portman-config.json" \
+node "$HERE/make-portman-config.js" "$SPEC" >"$OUT/portman-config.json"
+# Portman 1.33 converts and injects the tests; no Newman run, no upload, no network. It works
+# in ./tmp of the current directory: OUT.
+cd "$OUT"
+"$HERE/node_modules/.bin/portman" --local "$SPEC" --portmanConfigFile "$OUT/portman-config.json" \
 	--output "$OUT/collection.json" --baseUrl "$BASE_URL" --includeTests true --runNewman false \
 	--syncPostman false --logAssignVariables false --warn false >"$OUT/portman.log" 2>&1 || {
 	tail -n 30 "$OUT/portman.log" >&2
@@ -28,7 +29,7 @@ node_modules/.bin/portman --local "$SPEC" --portmanConfigFile "$OUT/portman-conf
 	exit 1
 }
 rc=0
-node_modules/.bin/newman run "$OUT/collection.json" --env-var "baseUrl=$BASE_URL" \
+"$HERE/node_modules/.bin/newman" run "$OUT/collection.json" --env-var "baseUrl=$BASE_URL" \
 	--env-var "gaToken=$GA_TOKEN" --env-var "operatorToken=$OPERATOR_TOKEN" \
 	--env-var "otherPartnerToken=$OTHER_PARTNER_TOKEN" --timeout-request 30000 --ignore-redirects \
 	--reporters cli,json --reporter-json-export "$OUT/newman.json" --color off --disable-unicode \

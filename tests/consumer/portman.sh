@@ -27,7 +27,7 @@ finish() {
 trap finish EXIT
 
 bash "$HERE/npm-ci.sh"
-pg_psql "$MB_PGSOCK" "$MB_PGPORT" postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
+pg_psql "$MB_PGSOCK" "$MB_PGPORT" postgres -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
 pg_createdb "$MB_PGSOCK" "$MB_PGPORT" "$DB"
 URL="postgresql://postgres@127.0.0.1:$MB_PGPORT/$DB"
 for step in migrate seed-demo; do
