@@ -17,6 +17,7 @@ OUT=$(mkdir -p "${2:-$HERE/build}" && cd "${2:-$HERE/build}" && pwd)
 : "${GA_TOKEN:?set GA_TOKEN}" "${OPERATOR_TOKEN:?set OPERATOR_TOKEN}" "${OTHER_PARTNER_TOKEN:?set OTHER_PARTNER_TOKEN}"
 SPEC=$HERE/../../api/openapi.yaml
 bash "$HERE/npm-ci.sh"
+T0=$SECONDS
 node "$HERE/make-portman-config.js" "$SPEC" >"$OUT/portman-config.json"
 # Portman 1.33 converts and injects the tests; no Newman run, no upload, no network. It works
 # in ./tmp of the current directory: OUT.
@@ -28,6 +29,7 @@ cd "$OUT"
 	echo "consumer-suite: Portman failed (log: $OUT/portman.log)" >&2
 	exit 1
 }
+T1=$SECONDS
 rc=0
 "$HERE/node_modules/.bin/newman" run "$OUT/collection.json" --env-var "baseUrl=$BASE_URL" \
 	--env-var "gaToken=$GA_TOKEN" --env-var "operatorToken=$OPERATOR_TOKEN" \
@@ -41,5 +43,6 @@ console.log(`consumer suite (Portman + Newman): ${s.requests.total} requests, ${
 for (const x of r.failures.slice(0, 40)) console.log(`  FAIL ${x.source && x.source.name}: ${x.error && (x.error.test || x.error.name)}: ${x.error && x.error.message}`);
 process.exit(f || s.requests.failed || s.assertions.failed ? 1 : 0);
 ' "$OUT/newman.json" || rc=1
+echo "consumer suite: generated in $((T1 - T0))s, run in $((SECONDS - T1))s"
 [ "$rc" = 0 ] || echo "consumer-suite: failures (Newman log: $OUT/newman.log)" >&2
 exit "$rc"

@@ -36,6 +36,7 @@ for step in migrate seed-demo; do
 		die "consumer suite: $step of the throwaway database failed"
 	}
 done
+echo "consumer suite: throwaway database ready in $((SECONDS - START))s"
 PORT=$(free_port)
 DATABASE_URL=$(mb_service_url "$URL") PORT=$PORT "$MB_BIN" serve >"$OUT/service-consumer.log" 2>&1 &
 SVC=$!
