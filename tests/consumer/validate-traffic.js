@@ -51,6 +51,19 @@ function stripNullFromEnums(node) {
     Object.values(node).forEach(stripNullFromEnums);
   }
 }
+// Every nullable enum of the contract, as it is and with null taken out (for --self-test).
+const nullableEnums = [];
+(function collect(node, where) {
+  if (Array.isArray(node)) return node.forEach((v, i) => collect(v, `${where}/${i}`));
+  if (node && typeof node === 'object') {
+    if (node.nullable === true && Array.isArray(node.enum)) {
+      const stripped = JSON.parse(JSON.stringify(node));
+      stripped.enum = stripped.enum.filter((v) => v !== null);
+      nullableEnums.push({ where, asIs: JSON.parse(JSON.stringify(node)), stripped });
+    }
+    for (const [k, v] of Object.entries(node)) collect(v, `${where}/${k}`);
+  }
+})(spec, '#');
 if (selfTest) stripNullFromEnums(spec);
 
 // --- OpenAPI 3.0 Schema Object -> JSON Schema (draft-07, as ajv reads it) ----------------------
@@ -232,12 +245,22 @@ if (checked === 0) {
 }
 const nbad = [...bad.values()].reduce((a, b) => a + b, 0);
 if (selfTest) {
-  const hits = [...bad.keys()].filter((k) => /must be equal to one of the allowed values.*got null/.test(k));
-  if (hits.length === 0) {
-    console.error('validate-traffic --self-test: with null taken out of the nullable enums, no null enum value was rejected: the validator has gone lenient');
+  // 1. Each nullable enum alone: null passes as the contract has it, and is refused without
+  //    null in the enum (what strict consumer validators do), whatever the traffic holds.
+  const lenient = [];
+  for (const e of nullableEnums) {
+    const listed = e.asIs.enum.includes(null);
+    if (ajv.compile(convert(e.asIs))(null) !== listed) lenient.push(`${e.where}: null ${listed ? 'refused though' : 'accepted though not'} in the enum`);
+    if (ajv.compile(convert(e.stripped))(null)) lenient.push(`${e.where}: null accepted though the enum does not list it`);
+  }
+  if (nullableEnums.length === 0 || lenient.length) {
+    console.error(`validate-traffic --self-test: the validator does not apply OpenAPI 3.0 nullable+enum semantics:\n  ${lenient.join('\n  ') || 'no nullable enum in the contract to test'}`);
     process.exit(1);
   }
-  console.log(`validate-traffic --self-test: ok, null taken out of the nullable enums is rejected (${hits.length} kinds, e.g. ${hits[0]})`);
+  // 2. The recorded answers against that contract: the nulls they carry are refused.
+  const hits = [...bad.keys()].filter((k) => /must be equal to one of the allowed values.*got null/.test(k));
+  console.log(`validate-traffic --self-test: ok, ${nullableEnums.length} nullable enums without null refuse null` +
+    (hits.length ? `; ${hits.length} kinds of recorded answers refused then, e.g. ${hits[0]}` : '; no recorded answer carries such a null'));
   process.exit(0);
 }
 if (bad.size) {
