@@ -206,6 +206,7 @@ export MB_BIN=$BIN MB_SERVICE_LOG=$SVC_LOG MB_LOG_DIR=$LOGDIR MB_PRISM_LOG=$PRIS
 export MB_PGDATA=$PG_DATA MB_PGCTL=$PG_BIN/pg_ctl MB_PGPORT=$PG_PORT MB_PGSOCK=$PG_SOCK
 MB_PG_OSUSER=$(pg_os_user)
 export MB_PGOPTS=$PG_OPTS MB_PGLOG=$PG_LOG MB_PG_USER=postgres MB_PG_OSUSER
+export MB_TRAFFIC_LOG=$LOGDIR/traffic.jsonl # issue 18: answers through Prism, for the strict check
 export PYTHONDONTWRITEBYTECODE=1
 PYTEST_RC=0
 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$LOGDIR/pytest.xml" tests/api "$@" || PYTEST_RC=$?
@@ -258,6 +259,9 @@ if "$PY" tests/contract/prism-check.py "$PRISM_LOG"; then
 else
 	fail "contract violations (Prism)"
 fi
+# Issue 18: the same answers, strictly (ajv, OpenAPI 3.0 semantics); then the consumer suite.
+if bash tests/consumer/strict-check.sh "$MB_TRAFFIC_LOG"; then pass "strict contract check (ajv)"; else fail "strict contract check (ajv)"; fi
+if bash tests/consumer/portman.sh "$LOGDIR"; then pass "consumer suite (Portman + Newman)"; else fail "consumer suite (Portman + Newman)"; fi
 
 # --- 8. summary -----------------------------------------------------------------------------
 TOTAL_PASSED=$((${CTEST_PASSED:-0} + PY_PASSED))

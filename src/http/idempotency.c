@@ -113,7 +113,7 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
         if (!claimed) {
             e = mb_db_exec(&c->db, &res,
                            "SELECT request_hash = sha256(decode($3, 'hex')), status, body, "
-                           "location, roles & ~$4::int = 0 FROM idempotency_keys "
+                           "location, roles & ~$4::int = 0, retry_after FROM idempotency_keys "
                            "WHERE scope = $1 AND key = $2",
                            4, p);
             free(hex);
@@ -162,6 +162,8 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                     mb_reply_empty(c, status);
                 if (!PQgetisnull(res, 0, 3))
                     mb_set_header(c, "Location", PQgetvalue(res, 0, 3));
+                if (!PQgetisnull(res, 0, 5)) /* issue 18: required on an activation's 202 */
+                    mb_set_header(c, "Retry-After", PQgetvalue(res, 0, 5));
                 mb_set_header(c, "Idempotent-Replayed", "true");
             }
             mb_db_clear(&res);
@@ -186,11 +188,12 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                     memcpy(body, c->resp->binary_body, bl);
                 body[bl] = '\0';
                 const char *p[] = {scope, key, st, body,
-                                   u_map_get(c->resp->map_header, "Location")};
+                                   u_map_get(c->resp->map_header, "Location"),
+                                   u_map_get(c->resp->map_header, "Retry-After")};
                 e = mb_db_exec(&c->db, NULL,
                                "UPDATE idempotency_keys SET status = $3::int, body = $4, "
-                               "location = $5 WHERE scope = $1 AND key = $2",
-                               5, p);
+                               "location = $5, retry_after = $6 WHERE scope = $1 AND key = $2",
+                               6, p);
                 free(body);
             }
         }

@@ -73,6 +73,10 @@ static void problem(mb_ctx *c, mb_err e, json_t *extra, const char *fmt, va_list
     }
     mb_set_header(c, "Content-Type", "application/problem+json");
     c->problem = s == NULL ? "internal" : mb_err_code(e);
+    /* Every 503 says when to come back (README, api/openapi.yaml: Retry-After is required
+     * on it); mb_reply_err may set its own value afterwards. */
+    if (status == 503 && u_map_get(c->resp->map_header, "Retry-After") == NULL)
+        mb_set_header(c, "Retry-After", "2");
 }
 
 void mb_reply_problem(mb_ctx *c, mb_err e, const char *fmt, ...)

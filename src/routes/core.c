@@ -26,11 +26,17 @@ static void readyz(mb_ctx *c)
         mb_reply_err(c, MB_E_UNAVAILABLE);
 }
 
+/* The document is served as application/yaml (RFC 9512), or as text/yaml when
+ * the Accept header names text/yaml and not application/yaml (older tools ask
+ * for that); any other Accept, or none, gets application/yaml. */
 static void openapi(mb_ctx *c)
 {
+    const char *accept = mb_header(c, "Accept");
+    bool text = accept != NULL && strcasestr(accept, "text/yaml") != NULL &&
+                strcasestr(accept, "application/yaml") == NULL;
     ulfius_set_binary_body_response(c->resp, 200, (const char *)mb_openapi_yaml,
                                     mb_openapi_yaml_len);
-    mb_set_header(c, "Content-Type", "application/yaml");
+    mb_set_header(c, "Content-Type", text ? "text/yaml" : "application/yaml");
 }
 
 static void metrics(mb_ctx *c)

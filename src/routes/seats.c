@@ -83,6 +83,35 @@ static void assignments_list(mb_ctx *c)
                   2, p, limit);
 }
 
+/* GET /v1/partners/{partnerId}/benefits/{benefitId}/assignments/{userId}: the
+ * document a created assignment's Location names; who sees the list sees it. */
+static void assignment_get(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], true, NULL))
+        return;
+    mb_benefit b;
+    seat_kind kind;
+    if (!load_seat_benefit(c, false, &b, &kind))
+        return;
+    if (!mb_is_uuid(c->param[2])) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "That user holds no seat of this benefit.");
+        return;
+    }
+    const char *p[] = {b.id, c->param[2]};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "SELECT doc FROM assignment_docs WHERE benefit_id = $1::uuid "
+                          "AND user_id = $2::uuid",
+                          2, p);
+    if (e != MB_OK)
+        mb_reply_err(c, e);
+    else if (PQntuples(r) != 1)
+        mb_reply_problem(c, MB_E_NOT_FOUND, "That user holds no seat of this benefit.");
+    else
+        mb_reply_json(c, 200, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+    mb_db_clear(&r);
+}
+
 /* POST /v1/partners/{partnerId}/benefits/{benefitId}/assignments */
 static void assignment_create(mb_ctx *c)
 {
@@ -275,6 +304,7 @@ const mb_route mb_routes_seats[] = {
     {"GET", "/v1/partners/:partnerId/benefits/:benefitId/assignments", assignments_list, 0},
     {"POST", "/v1/partners/:partnerId/benefits/:benefitId/assignments", assignment_create,
      MB_R_TX | MB_R_BODY},
+    {"GET", "/v1/partners/:partnerId/benefits/:benefitId/assignments/:userId", assignment_get, 0},
     {"DELETE", "/v1/partners/:partnerId/benefits/:benefitId/assignments/:userId", assignment_delete,
      MB_R_TX},
     {NULL, NULL, NULL, 0},

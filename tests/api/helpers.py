@@ -66,6 +66,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from typing import Any, Iterable
@@ -86,6 +87,9 @@ def env(name: str, default: str | None = None) -> str:
 
 BASE = os.environ.get("MB_BASE", "")
 DIRECT = os.environ.get("MB_DIRECT", "")
+# Issue 18: every answer that comes back through Prism (MB_BASE) is also recorded here, one JSON
+# line each, for the strict validator (tests/consumer/validate-traffic.js, run by test.sh).
+TRAFFIC_LOG = os.environ.get("MB_TRAFFIC_LOG", "")
 
 # --- demo data (sql/demo/seed.sql) ----------------------------------------------------------
 
@@ -200,6 +204,8 @@ class Client:
         kw.setdefault("timeout", self.timeout)
         kw.setdefault("allow_redirects", False)
         r = self.session.request(method, self.url(path), **kw)
+        if TRAFFIC_LOG and BASE and self.base == BASE.rstrip("/"):
+            _record(r, streamed=bool(kw.get("stream")))
         if self.check_contract:
             _check_sl_violations(r)
         return r
@@ -255,6 +261,33 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.base!r}, token={'yes' if self.token else 'no'})"
+
+
+_TRAFFIC_LOCK = threading.Lock()
+_RECORD_MAX = 1 << 20  # bodies above 1 MiB are recorded as truncated (and not validated)
+
+
+def _record(r: requests.Response, streamed: bool) -> None:
+    """One line of MB_TRAFFIC_LOG: (method, path, status, headers, body) of an answer that came
+    through Prism. A streamed answer (SSE) is recorded without its body: reading it here would
+    take it from the test."""
+    body, truncated = None, False
+    if not streamed:
+        raw = r.content
+        truncated = len(raw) > _RECORD_MAX
+        body = raw[:_RECORD_MAX].decode("utf-8", "replace")
+    line = json.dumps({
+        "method": r.request.method,
+        "path": r.request.path_url.split("?", 1)[0],
+        "accept": r.request.headers.get("Accept"),
+        "status": r.status_code,
+        "headers": {k.lower(): v for k, v in r.headers.items()},
+        "body": body,
+        "streamed": streamed,
+        "truncated": truncated,
+    }, separators=(",", ":"))
+    with _TRAFFIC_LOCK, open(TRAFFIC_LOG, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
 
 
 def _check_sl_violations(r: requests.Response) -> None:

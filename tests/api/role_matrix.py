@@ -114,6 +114,7 @@ ROWS: list[Row] = [
     Row("POST", B + "/keys", KEYS, "software benefit"),
     Row("POST", B + "/keys", KEYS, "license-based cloud benefit"),
     Row("GET", B + "/assignments", READ, "visual_studio benefit"),
+    Row("GET", B + "/assignments/{userId}", READ, "visual_studio seat (the Location of a created one)"),
     Row("POST", B + "/assignments", ASSIGN_OTHERS, "visual_studio seat for another user"),
     Row("POST", B + "/assignments", KEYS, "usage-based cloud, assigning yourself"),
     Row("DELETE", B + "/assignments/{userId}", ASSIGN_OTHERS, "visual_studio seat of another user"),

@@ -308,6 +308,15 @@ recipe("GET", B + "/assignments", "visual_studio benefit")(
     lambda w, who: Req(bp(w, VS_ENTERPRISE, "/assignments")))
 
 
+@recipe("GET", B + "/assignments/{userId}", "visual_studio seat (the Location of a created one)")
+def _(w, who):
+    emp, b = w.f.users["employee"], w.benefit(VS_ENTERPRISE)
+    if not db_val("SELECT 1 FROM seat_assignments WHERE benefit_id = %s AND user_id = %s", b,
+                  emp):
+        assign_seat(b, emp)
+    return Req(bp(w, VS_ENTERPRISE, f"/assignments/{emp}"))
+
+
 @recipe("POST", B + "/assignments", "visual_studio seat for another user")
 def _(w, who):
     emp = w.f.users["employee"]

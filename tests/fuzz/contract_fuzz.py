@@ -108,7 +108,7 @@ def _to_jsonschema(node, in_properties=False):
     if node.get("nullable"):
         if "type" in out:
             out["type"] = [out["type"], "null"]
-            if "enum" in out:
+            if "enum" in out and None not in out["enum"]:  # the contract lists it (issue 18)
                 out["enum"] = list(out["enum"]) + [None]
         else:
             out = {"anyOf": [out, {"type": "null"}]}
