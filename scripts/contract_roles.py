@@ -77,7 +77,9 @@ def write() -> None:
     for line in text:
         if skip_indent is not None:
             # drop the old x-roles block: deeper-indented lines after its key
-            if line.strip() and len(line) - len(line.lstrip()) > skip_indent:
+            ind = len(line) - len(line.lstrip())
+            if line.strip() and (ind > skip_indent or
+                                 (ind == skip_indent and line.lstrip().startswith("- "))):
                 continue
             skip_indent = None
         m = re.match(r"^  (/\S*):\s*$", line)
