@@ -63,7 +63,7 @@ ow(ids((o) => o.secured && !o.path.startsWith('/v1/admin/')), { overwriteRequest
 // Seats live on the Visual Studio benefit; activations and support requests on technical ones.
 ow(ids((o) => /\/assignments/.test(o.path)), { overwriteRequestPathVariables: pathVars({ benefitId: BENEFIT.vs }) });
 ow(['activateBenefit'], { overwriteRequestPathVariables: pathVars({ benefitId: BENEFIT.incidents }) });
-ow(ids((o) => /\/support-requests/.test(o.path)), { overwriteRequestPathVariables: pathVars({ benefitId: BENEFIT.incidents }) });
+ow(ids((o) => /\/benefits\/\{benefitId\}\/support-requests/.test(o.path)), { overwriteRequestPathVariables: pathVars({ benefitId: BENEFIT.incidents }) });
 
 // Unique values where a second run against the same environment would otherwise conflict.
 ow(['createUser'], { overwriteRequestBody: [{ key: 'email', value: 'consumer-{{$guid}}@contoso.example' }] });
@@ -144,6 +144,40 @@ if (byId.adminRejectActivation) {
   });
 }
 
+// Cancellation requests (issue 13): each flow buys a package of its own first (the operator makes
+// a one-month package from the contract's example, Contoso buys it), so a pending request never
+// blocks the purchases other requests use; the operator's complete/reject act on a request made
+// for them.
+const packageExample = JSON.stringify(
+  spec.paths['/v1/admin/packages']?.post?.requestBody?.content?.['application/json']?.example || {});
+const ownPurchase = (then) => `const pkg = Object.assign(${packageExample}, { code: 'consumer-cr-' + Date.now() + '-' + Math.floor(Math.random() * 1e9) });
+const auth = (t) => ({ 'Authorization': 'Bearer ' + pm.variables.get(t), 'Content-Type': 'application/json' });
+const base = pm.variables.get('baseUrl');
+pm.sendRequest({ url: base + '/v1/admin/packages', method: 'POST', header: auth('operatorToken'), body: { mode: 'raw', raw: JSON.stringify(pkg) } }, function (err, res) {
+  if (err || res.code !== 201) throw new Error('cancellation setup, package: ' + (err || res.code + ' ' + res.text()));
+  pm.sendRequest({ url: base + '/v1/partners/11111111-1111-4111-8111-111111111111/purchases', method: 'POST', header: auth('gaToken'), body: { mode: 'raw', raw: JSON.stringify({ package_id: res.json().id }) } }, function (err2, res2) {
+    if (err2 || res2.code !== 201) throw new Error('cancellation setup, purchase: ' + (err2 || res2.code + ' ' + res2.text()));
+    const purchaseId = res2.json().id;
+    ${then}
+  });
+});`;
+const ownRequest = (variable) => ownPurchase(`pm.sendRequest({ url: base + '/v1/partners/11111111-1111-4111-8111-111111111111/cancellation-requests', method: 'POST', header: auth('gaToken'), body: { mode: 'raw', raw: JSON.stringify({ purchase_id: purchaseId, reason: 'Consumer suite', accept_no_refund: true }) } }, function (err3, res3) {
+      if (err3 || res3.code !== 202) throw new Error('cancellation setup, request: ' + (err3 || res3.code + ' ' + res3.text()));
+      pm.collectionVariables.set('${variable}', res3.json().id);
+    });`);
+if (byId.createCancellationRequest) {
+  operationPreRequestScripts.push({ openApiOperationId: 'createCancellationRequest',
+    scripts: [ownPurchase("pm.collectionVariables.set('crPurchaseId', purchaseId);")] });
+  ow(['createCancellationRequest'], { overwriteRequestBody: [{ key: 'purchase_id', value: '{{crPurchaseId}}' }] });
+  assign('createCancellationRequest', 'cancellationRequestId');
+  ow(['getCancellationRequest'], { overwriteRequestPathVariables: pathVars({ requestId: '{{cancellationRequestId}}' }) });
+}
+for (const [id, variable] of [['adminRejectCancellationRequest', 'crRejectId'], ['adminCompleteCancellationRequest', 'crCompleteId']]) {
+  if (!byId[id]) continue;
+  operationPreRequestScripts.push({ openApiOperationId: id, scripts: [ownRequest(variable)] });
+  ow([id], { overwriteRequestPathVariables: pathVars({ requestId: `{{${variable}}}` }) });
+}
+
 // --- tests ---------------------------------------------------------------------------------------
 const contract = (extra = {}) => [
   { openApiOperation: '*::/*', ...extra, statusSuccess: { enabled: true } },
@@ -203,6 +237,11 @@ const orderOfOperations = [
   'GET::/v1/partners/{partnerId}/webhooks/{webhookId}/deliveries',
   'POST::/v1/partners/{partnerId}/webhooks/{webhookId}/deliveries/{deliveryId}/retry',
   'DELETE::/v1/partners/{partnerId}/webhooks/{webhookId}',
+  'POST::/v1/partners/{partnerId}/cancellation-requests',
+  'GET::/v1/partners/{partnerId}/cancellation-requests/{requestId}',
+  'POST::/v1/partners/{partnerId}/benefits/{benefitId}/assignments',
+  'GET::/v1/partners/{partnerId}/benefits/{benefitId}/assignments/{userId}',
+  'DELETE::/v1/partners/{partnerId}/benefits/{benefitId}/assignments/{userId}',
 ];
 const orderOfFolders = ['System', 'Me', 'Catalog', 'Partners', 'Users', 'Benefits', 'Activations', 'Admin',
   'Purchases', 'Marketing', 'Support', 'Audit', 'Events'];
