@@ -31,6 +31,7 @@ static const mb_route *const *route_tables[] = {
                               mb_routes_packages,
                               mb_routes_batch,
                               mb_routes_summary,
+                              /* issue 15 */ mb_routes_docs,
                               NULL}};
 
 void mb_router_init(void)
