@@ -207,6 +207,7 @@ extern const mb_route mb_routes_summary[];
 extern const mb_route mb_routes_partner_lists[];
 /* Issue 13: cancellation as a service request. */
 extern const mb_route mb_routes_cancellation_requests[];
+extern const mb_route mb_routes_docs[]; /* issue 15: GET /docs */
 /* A catalog code (products, packages): "code", 1-100 of [a-z0-9._-]. */
 bool mb_catalog_code_ok(const json_t *obj, const char **out, mb_verr *e);
 /* POST /v1/admin/products/{productId}/keys with a text/csv body, for a product

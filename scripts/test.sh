@@ -61,6 +61,8 @@ PRISM=$MB_ROOT/$NM/.bin/prism
 SPECTRAL=$MB_ROOT/$NM/.bin/spectral
 if [ ! -x "$PRISM" ] || [ ! -x "$SPECTRAL" ]; then die "prism/spectral missing after npm ci"; fi
 [ -f api/openapi.yaml ] || die "api/openapi.yaml missing"
+# Issue 15: Chromium and tests/docs (OWASP ruleset of the lint, Redoc bundle of the build).
+bash scripts/checks/docs.sh install || die "scripts/checks/docs.sh install failed"
 
 # --- 2. contract lint -----------------------------------------------------------------------
 # A missing lint script fails the run: a guard that can vanish silently guards nothing.
@@ -72,6 +74,9 @@ elif SPECTRAL=$SPECTRAL bash tests/contract/lint.sh; then
 else
 	fail "spectral lint"
 fi
+
+# Issue 15: Redocly lint, typed-client proof (tsc), breaking-change guard: scripts/checks/docs.sh.
+for c in lint types breaking; do if bash scripts/checks/docs.sh $c >"$LOGDIR/docs-$c.log" 2>&1; then pass "docs $c"; else fail "docs $c (log: $LOGDIR/docs-$c.log)" && tail -n 25 "$LOGDIR/docs-$c.log" >&2; fi; done
 
 # --- 3. build + unit tests ------------------------------------------------------------------
 build build-asan -DSANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
@@ -197,6 +202,9 @@ wait_http "http://127.0.0.1:$PRISM_PORT/healthz" 60 "$PRISM_PID" || {
 	tail -n 40 "$PRISM_LOG" >&2
 	die "Prism did not come up"
 }
+
+# Issue 15: GET /docs in headless Chromium (every operation, no console error); docs.png kept.
+if bash scripts/checks/docs.sh browser "http://127.0.0.1:$SVC_PORT" "$LOGDIR" >"$LOGDIR/docs-browser.log" 2>&1; then pass "GET /docs in Chromium"; else fail "GET /docs in Chromium (log: $LOGDIR/docs-browser.log)" && tail -n 25 "$LOGDIR/docs-browser.log" >&2; fi
 
 # --- 6. API tests ---------------------------------------------------------------------------
 log "pytest tests/api"

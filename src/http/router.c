@@ -33,6 +33,7 @@ static const mb_route *const *route_tables[] = {
                               mb_routes_summary,
                               /* issue 13 */ mb_routes_partner_lists,
                               mb_routes_cancellation_requests,
+                              mb_routes_docs /* issue 15 */,
                               NULL}};
 
 void mb_router_init(void)

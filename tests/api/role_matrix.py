@@ -76,6 +76,8 @@ ROWS: list[Row] = [
     Row("GET", "/healthz", ANYONE),
     Row("GET", "/readyz", ANYONE),
     Row("GET", "/openapi.yaml", ANYONE),
+    Row("GET", "/docs", ANYONE),
+    Row("GET", "/docs/redoc.standalone.js", ANYONE),
     Row("GET", "/metrics", ANYONE),
     Row("GET", "/v1/me", ANYONE),
     Row("GET", "/v1/packages", ANYONE),

@@ -194,7 +194,8 @@ def bp(w: World, product_id: str, rest: str = "") -> str:
     return pp(w, f"/benefits/{w.benefit(product_id)}{rest}")
 
 
-for _path in ("/healthz", "/readyz", "/openapi.yaml", "/metrics", "/v1/me", "/v1/packages"):
+for _path in ("/healthz", "/readyz", "/openapi.yaml", "/docs", "/docs/redoc.standalone.js", "/metrics",
+              "/v1/me", "/v1/packages"):
     recipe("GET", _path)(lambda w, who, _p=_path: Req(_p))
 recipe("GET", "/v1/packages/{packageId}")(lambda w, who: Req(f"/v1/packages/{GOLD}"))
 
