@@ -39,7 +39,13 @@ def error_table() -> dict:
 
 
 def route_to_path(route: str) -> str:
-    return re.sub(r":([A-Za-z]+)", r"{\1}", route)
+    """The route's shape: its parameters' names do not matter (`:requestId` of the service is
+    `{supportRequestId}` of the contract)."""
+    return re.sub(r":([A-Za-z]+)", "{}", route)
+
+
+def shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
 
 
 def observed(logs) -> set:
@@ -80,19 +86,24 @@ def generic(method: str, path: str, op: dict) -> set:
     if "requestBody" in op:
         codes |= {"malformed-json", "unsupported-media-type", "payload-too-large",
                   "validation-failed"}
-    if path.startswith("/v1/partners/{partnerId}"):
-        codes.add("not-found")
+    if "{" in path:
+        codes.add("not-found")  # an id of nothing (or of another partner)
     roles = op.get("x-roles")
     if roles is not None and not public and len(roles) < 6:
         codes.add("forbidden-role")
     if any(p.get("$ref", "").endswith("/IdempotencyKey") for p in op.get("parameters", [])):
         codes.add("idempotency-key-reused")
+    if any(p.get("$ref", "").endswith("/limit") for p in op.get("parameters", [])):
+        codes.add("validation-failed")  # a bad limit or cursor
+    # what the operation's own description promises (e.g. "answers 409 `membership-in-pmc`")
+    codes |= {c for c in re.findall(r"`([a-z][a-z0-9-]+)`", op.get("description", ""))
+              if c in TABLE}
     return codes
 
 
 def check(logs) -> int:
     doc = yaml.safe_load(open(SPEC, encoding="utf-8"))
-    declared = {(m, p): set(op.get("x-problem-codes", [])) for m, p, op in operations(doc)}
+    declared = {(m, shape(p)): set(op.get("x-problem-codes", [])) for m, p, op in operations(doc)}
     bad = []
     for method, path, status, code in sorted(observed(logs)):
         if (method, path) not in declared:
@@ -127,7 +138,7 @@ def write(logs) -> None:
     used, rewritten = set(), set()
     for method, path, op in operations(doc):
         codes = set(op.get("x-problem-codes", [])) | generic(method, path, op)
-        codes |= {c for m, p, _, c in seen if (m, p) == (method, path)}
+        codes |= {c for m, p, _, c in seen if (m, p) == (method, shape(path))}
         codes = {c for c in codes if c in TABLE}
         op["x-problem-codes"] = sorted(codes, key=lambda c: (TABLE[c][0], c))
         by_status: dict = {}

@@ -271,6 +271,14 @@ fi
 if bash tests/consumer/strict-check.sh "$MB_TRAFFIC_LOG"; then pass "strict contract check (ajv)"; else fail "strict contract check (ajv)"; fi
 if bash tests/consumer/portman.sh "$LOGDIR"; then pass "consumer suite (Portman + Newman)"; else fail "consumer suite (Portman + Newman)"; fi
 
+# Problem codes (issue 15): every code the service answered an operation with, in this run
+# (its access logs, spawned servers' included), is declared in that operation's x-problem-codes.
+if "$PY" scripts/contract_codes.py --check "$LOGDIR"/service*.log; then
+	pass "every problem code answered is declared for its operation"
+else
+	fail "problem codes not declared in api/openapi.yaml (scripts/contract_codes.py)"
+fi
+
 # --- 8. summary -----------------------------------------------------------------------------
 TOTAL_PASSED=$((${CTEST_PASSED:-0} + PY_PASSED))
 TOTAL_FAILED=$((${CTEST_FAILED:-0} + PY_FAILED))
