@@ -268,7 +268,9 @@ else
 	fail "contract violations (Prism)"
 fi
 # Issue 18: the same answers, strictly (ajv, OpenAPI 3.0 semantics); then the consumer suite.
-if bash tests/consumer/strict-check.sh "$MB_TRAFFIC_LOG"; then pass "strict contract check (ajv)"; else fail "strict contract check (ajv)"; fi
+if [ $# -gt 0 ] && [ ! -s "$MB_TRAFFIC_LOG" ]; then
+	log "strict contract check: this subset of tests sent nothing through Prism (the whole run always does)"
+elif bash tests/consumer/strict-check.sh "$MB_TRAFFIC_LOG"; then pass "strict contract check (ajv)"; else fail "strict contract check (ajv)"; fi
 if bash tests/consumer/portman.sh "$LOGDIR"; then pass "consumer suite (Portman + Newman)"; else fail "consumer suite (Portman + Newman)"; fi
 
 # Problem codes (issue 15): every code the service answered an operation with, in this run
