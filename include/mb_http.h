@@ -85,6 +85,8 @@ json_t *mb_body(mb_ctx *c, bool empty_ok);
 /* The same, taking the media type also (e.g. application/merge-patch+json) as
  * well as application/json. */
 json_t *mb_body_as(mb_ctx *c, bool empty_ok, const char *also);
+/* An optional body that may hold no field: nothing or "{}". Answers on failure. */
+bool mb_body_empty(mb_ctx *c);
 
 /* Safe edits (src/routes/preconditions.c). A strong ETag is a quoted hash of
  * the document a GET answers. */

@@ -144,6 +144,20 @@ json_t *mb_body(mb_ctx *c, bool empty_ok)
     return mb_body_as(c, empty_ok, NULL);
 }
 
+bool mb_body_empty(mb_ctx *c)
+{
+    json_t *body = mb_body(c, true);
+    if (body == NULL)
+        return false;
+    static const char *const no_fields[] = {NULL};
+    mb_verr verr;
+    bool ok = mb_v_known(body, no_fields, &verr);
+    json_decref(body);
+    if (!ok)
+        mb_reply_verr(c, &verr);
+    return ok;
+}
+
 json_t *mb_body_as(mb_ctx *c, bool empty_ok, const char *also)
 {
     size_t len = c->req->binary_body_length;

@@ -16,7 +16,6 @@ const char mb_pmc_technical[] =
     "are activated and used through Partner Frontline until you are invited to move to Partner "
     "Center.";
 
-static const char *const no_fields[] = {NULL};
 
 static bool is_technical(const mb_benefit *b)
 {
@@ -26,20 +25,6 @@ static bool is_technical(const mb_benefit *b)
 static bool is_gtm(const mb_benefit *b)
 {
     return strcmp(b->category, "go_to_market") == 0;
-}
-
-/* Parses an optional empty body: "{}" or nothing. Answers on failure. */
-static bool empty_body(mb_ctx *c)
-{
-    json_t *body = mb_body(c, true);
-    if (body == NULL)
-        return false;
-    mb_verr verr;
-    bool ok = mb_v_known(body, no_fields, &verr);
-    json_decref(body);
-    if (!ok)
-        mb_reply_verr(c, &verr);
-    return ok;
 }
 
 /* Loads the benefit (404 when it is not the partner's); answers on failure. */
@@ -163,7 +148,7 @@ static void activation_create(mb_ctx *c)
                            b.category);
         return;
     }
-    if (!empty_body(c))
+    if (!mb_body_empty(c))
         return;
     if (mb_benefit_closed(&b)) {
         mb_reply_benefit_closed(c, &b);
@@ -330,7 +315,7 @@ static bool lock_pending(mb_ctx *c, char partner[40], char benefit[40])
 
 static void admin_activation_complete(mb_ctx *c)
 {
-    if (!mb_require(c, MB_ACT_OPERATE) || !empty_body(c))
+    if (!mb_require(c, MB_ACT_OPERATE) || !mb_body_empty(c))
         return;
     char partner[40], benefit_id[40];
     if (!lock_pending(c, partner, benefit_id))

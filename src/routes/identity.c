@@ -34,21 +34,6 @@ static void revoke_now(mb_ctx *c, const char *partner_id, const char *user_id, c
     mb_reply_json(c, 200, doc, strlen(doc));
 }
 
-/* The body may be omitted or be {}; answers and returns false otherwise. */
-static bool empty_body(mb_ctx *c)
-{
-    static const char *const known[] = {NULL};
-    json_t *body = mb_body(c, true);
-    if (body == NULL)
-        return false;
-    mb_verr ve;
-    bool ok = mb_v_known(body, known, &ve);
-    json_decref(body);
-    if (!ok)
-        mb_reply_verr(c, &ve);
-    return ok;
-}
-
 static void user_revoke_tokens(mb_ctx *c)
 {
     if (!mb_require(c, MB_ACT_MANAGE_USERS) || !mb_partner_gate(c, c->param[0], false, NULL))
@@ -57,7 +42,7 @@ static void user_revoke_tokens(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such user.");
         return;
     }
-    if (!empty_body(c))
+    if (!mb_body_empty(c))
         return;
     PGresult *r = NULL;
     mb_err e =
@@ -84,7 +69,7 @@ static void partner_revoke_tokens(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
         return;
     }
-    if (!empty_body(c))
+    if (!mb_body_empty(c))
         return;
     PGresult *r = NULL;
     mb_err e = mb_db_exec(&c->db, &r, "SELECT 1 FROM partners WHERE id = $1::uuid", 1, c->param);

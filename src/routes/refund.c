@@ -221,17 +221,8 @@ static void cancellation(mb_ctx *c)
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such purchase.");
         return;
     }
-    json_t *body = mb_body(c, true);
-    if (body == NULL)
+    if (!mb_body_empty(c))
         return;
-    static const char *const no_fields[] = {NULL};
-    mb_verr verr;
-    bool ok = mb_v_known(body, no_fields, &verr);
-    json_decref(body);
-    if (!ok) {
-        mb_reply_verr(c, &verr);
-        return;
-    }
     mb_refund_facts f;
     if (!mb_lock_purchase(c, c->param[0], c->param[1]) ||
         !mb_refund_facts_read(c, c->param[0], c->param[1], &f))
