@@ -103,8 +103,10 @@ def test_the_marketing_contact_gets_the_go_to_market_mails(sink):
     assert "is active" in _body(m) and offer in _body(m)
     if r.json().get("expires_at"):
         assert r.json()["expires_at"][:10] in _body(m)
-    assert db_val("SELECT count(*) FROM mail_deliveries WHERE partner_id = %s "
-                  "AND status = 'succeeded'", f.partner) == 2
+    # the SMTP server has the mail before the worker records it: wait for the record
+    sink.wait(lambda: db_val("SELECT count(*) FROM mail_deliveries WHERE partner_id = %s "
+                             "AND status = 'succeeded'", f.partner) == 2,
+              "both deliveries recorded as succeeded")
     # another partner's request, rejected
     f2 = fresh_partner()
     set_contact(f2)
@@ -136,8 +138,8 @@ def test_smtp_down_is_retried_then_delivered():
     s.start()
     try:
         s.wait(lambda: len(s.to(to)) == 1, "the mail once SMTP is back")
-        assert db_val("SELECT status FROM mail_deliveries WHERE partner_id = %s",
-                      f.partner) == "succeeded"
+        s.wait(lambda: db_val("SELECT status FROM mail_deliveries WHERE partner_id = %s",
+                              f.partner) == "succeeded", "the delivery recorded as succeeded")
     finally:
         s.stop()
 
