@@ -18,6 +18,7 @@ typedef struct {
 
 typedef struct {
     unsigned long long hits, misses, not_modified, stores;
+    unsigned long long version_reads, version_queries; /* versions.c */
     size_t bytes;
 } mb_cache_stats_t;
 
@@ -30,5 +31,12 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q);
 /* After the handler: keeps its 200. */
 void mb_cache_after(mb_ctx *c, const mb_cache_req *q);
 void mb_cache_stats(mb_cache_stats_t *s);
+
+/* The partner's data version (with the catalog's and the clock's), read from PostgreSQL after
+ * the call began, together with the other requests waiting for one (src/cache/versions.c).
+ * *usable: the partner exists and is in Partner Center. Errors are mb_db_exec's (db is used
+ * when this request's thread runs the query); MB_E_NOT_FOUND for an id that is no UUID. */
+mb_err mb_version_read(mb_db *db, const char *pid, bool *usable, char *version, size_t vlen);
+void mb_version_stats(unsigned long long *reads, unsigned long long *queries);
 
 #endif

@@ -8,10 +8,10 @@
 #   scripts/bench.sh
 #   env: BENCH_SECONDS (20) per run, BENCH_WARMUP (2, unmeasured wrk seconds before each
 #        endpoint), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
-#        BENCH_ONLY (the runs: list get seats keys, and issue 17's plain warm 304 cold mixed
+#        BENCH_ONLY (the runs: list get seats keys, and issue 17's plain warm 304 cold (every read a miss: CACHE_MB=0) afterwrite (each read after a write) mixed
 #        c256, and ratelimit (issue 15: the list with its 2 500 tokens against this
 #        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
-#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off); default "list plain warm 304 cold mixed c256 seats", about 6 minutes),
+#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off); default "list plain warm 304 cold afterwrite mixed c256 seats", about 7 minutes),
 #        BENCH_PGSS=1 (pg_stat_statements, nested statements included, for the seat cycle:
 #        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
@@ -29,9 +29,9 @@ SECS=${BENCH_SECONDS:-20}
 WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-list plain warm 304 cold mixed c256 seats}
+ONLY=${BENCH_ONLY:-list plain warm 304 cold afterwrite mixed c256 seats}
 KEYS_PARTNERS=400
-SVC_PID="" OFF_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
+SVC_PID="" OFF_PID="" COLD_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
 
 cleanup() {
@@ -40,6 +40,7 @@ cleanup() {
 	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true; }
 	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
 	[ -n "$OFF_PID" ] && { stop_pid "$OFF_PID" 20 || true; }
+	[ -n "$COLD_PID" ] && { stop_pid "$COLD_PID" 20 || true; }
 	pg_temp_stop || true
 	[ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"
 	if [ -n "$OUT" ] && [ -z "${KEEP_TMP:-}" ] && [ "$rc" = 0 ]; then rm -rf "$OUT"; fi
@@ -171,18 +172,18 @@ want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 # before and after (cache outcomes, list answers) next to wrk's figures in results17.jsonl.
 run_wrk17() { # NAME TAG [CONNECTIONS] : replays $OUT/TAG.tsv
 	local name=$1 tag=$2 conn=${3:-$CONN} file=$OUT/$2.tsv
-	[ "$tag" = c256 ] && file=$OUT/warm.tsv
+	case $tag in c256 | cold) file=$OUT/warm.tsv ;; afterwrite) file=$OUT/cold.tsv ;; esac
 	if [ "$WARMUP" -gt 0 ]; then
 		BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${WARMUP}s" \
 			-s bench/requests.lua "$URL" >"$OUT/wrk-$tag-warmup.txt" 2>&1 || true
 	fi
-	case $tag in cold | mixed) free_seats ;; esac
+	case $tag in afterwrite | mixed) free_seats ;; esac
 	curl -s "$URL/metrics" >"$OUT/metrics-$tag-before.txt"
 	log "wrk $tag: ${SECS}s, $conn connections, $THR threads"
 	BENCH_REQUESTS=$file BENCH_THREADS=$THR wrk -t"$THR" -c"$conn" -d"${SECS}s" --latency \
 		-s bench/requests.lua "$URL" >"$OUT/wrk-$tag.txt" 2>&1 || die "wrk failed: $(cat "$OUT/wrk-$tag.txt")"
 	curl -s "$URL/metrics" >"$OUT/metrics-$tag-after.txt"
-	case $tag in cold | mixed) free_seats ;; esac
+	case $tag in afterwrite | mixed) free_seats ;; esac
 	"$PY" bench/stats.py wrk17 "$name" "$tag" "$OUT/wrk-$tag.txt" "$SECS" "$conn" \
 		"$OUT/metrics-$tag-before.txt" "$OUT/metrics-$tag-after.txt" "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/results17.jsonl"
 }
@@ -205,7 +206,18 @@ issue17_runs() {
 		"$PY" bench/requests.py etags "$OUT/inm.tsv" "$URL" || die "reading the ETags failed"
 		run_wrk17 "304" inm
 	fi
-	want cold && run_wrk17 "cold list" cold
+	if want cold; then
+		# Every read a miss: the same lines as warm against a second service that keeps nothing
+		# (CACHE_MB=0), so each read reads its version and then runs the list's SQL.
+		COLD_PORT=$(free_port)
+		CACHE_MB=0 PORT=$COLD_PORT setsid "$BIN" serve >"$OUT/service-cold.log" 2>&1 &
+		COLD_PID=$!
+		wait_http "http://127.0.0.1:$COLD_PORT/readyz" 30 "$COLD_PID" || die "the CACHE_MB=0 service did not come up"
+		URL=http://127.0.0.1:$COLD_PORT run_wrk17 "cold list (every read a miss)" cold
+		stop_pid "$COLD_PID" 20 || warn "the CACHE_MB=0 service did not exit 0"
+		COLD_PID=""
+	fi
+	want afterwrite && run_wrk17 "each list right after a write to its partner" afterwrite
 	want mixed && run_wrk17 "mixed" mixed
 	want c256 && run_wrk17 "warm list, 256 connections" c256 256
 	return 0

@@ -205,6 +205,7 @@ void mb_cache_stats(mb_cache_stats_t *s)
     s->misses = atomic_load(&misses);
     s->not_modified = atomic_load(&not_modified);
     s->stores = atomic_load(&stores);
+    mb_version_stats(&s->version_reads, &s->version_queries);
 }
 
 /* Does an If-None-Match list name etag (or "*")? */
@@ -262,20 +263,9 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
     bool op = (c->who.roles & MB_ROLE_OPERATOR) != 0;
     if (!op && strcmp(c->who.tid, pid) != 0)
         return false; /* the handler answers 404 */
-    const char *p[] = {pid};
-    PGresult *r = NULL;
-    if (mb_db_exec(&c->db, &r,
-                   "SELECT p.membership_location, p.data_version::text || '-' || "
-                   "(SELECT count(*) FROM unnest(p.time_marks) m WHERE m <= now())::text || '-' "
-                   "|| (SELECT version FROM catalog_version)::text "
-                   "FROM partners p WHERE p.id = $1::uuid",
-                   1, p) != MB_OK) {
+    bool usable = false; /* the version, read with other requests' (versions.c) */
+    if (mb_version_read(&c->db, pid, &usable, q->version, sizeof(q->version)) != MB_OK)
         return false; /* the handler answers the database's state */
-    }
-    bool usable = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "partner_center") == 0;
-    if (usable)
-        snprintf(q->version, sizeof(q->version), "%s", PQgetvalue(r, 0, 1));
-    mb_db_clear(&r);
     if (!usable)
         return false; /* no such partner, or in PMC: the handler answers that */
     snprintf(q->key, sizeof(q->key), "%s|%s|%s|%u|%s|%.900s", c->route, c->who.tid, op ? "op" : "p",

@@ -191,8 +191,12 @@ char *mb_metrics_text(size_t *len)
         "mpn_cache_answers_total{outcome=\"miss\"} %llu\n"
         "mpn_cache_answers_total{outcome=\"not_modified\"} %llu\n"
         "# HELP mpn_cache_bytes Memory of the answers kept (bounded by CACHE_MB).\n"
-        "# TYPE mpn_cache_bytes gauge\nmpn_cache_bytes %zu\n",
-        cs.hits, cs.misses, cs.not_modified, cs.bytes);
+        "# TYPE mpn_cache_bytes gauge\nmpn_cache_bytes %zu\n"
+        "# HELP mpn_cache_version_reads_total Data versions read for partner reads.\n"
+        "# TYPE mpn_cache_version_reads_total counter\nmpn_cache_version_reads_total %llu\n"
+        "# HELP mpn_cache_version_queries_total Queries that read them (several at once).\n"
+        "# TYPE mpn_cache_version_queries_total counter\nmpn_cache_version_queries_total %llu\n",
+        cs.hits, cs.misses, cs.not_modified, cs.bytes, cs.version_reads, cs.version_queries);
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);
