@@ -25,6 +25,7 @@ typedef struct {
     bool log_json;                                                   /* LOG_FORMAT=json */
     int cache_mb; /* bound of the cache of rendered partner reads */ /* a served connection with no
                                                                         traffic is closed */
+    int max_running;      /* HTTP_MAX_RUNNING: requests past the line at once; 0: no line */
     int header_timeout_s; /* a new connection must send a whole head by then */
     size_t max_body;
     char *sql_dir;

@@ -239,6 +239,14 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "CACHE_MB out of range (0..4096)");
         return -1;
     }
+    /* Requests running at once (src/admit/): enough to keep the CPUs and the pool busy while
+     * some wait on PostgreSQL, few enough that arrival order, not the scheduler, decides. */
+    long cpus = ncpu < 1 ? 2 : ncpu > 64 ? 64 : ncpu;
+    if (env_int("HTTP_MAX_RUNNING", (int)(8 * cpus) + cfg->pool_size, 0, 65536,
+                &cfg->max_running) != 0) {
+        snprintf(err, errlen, "HTTP_MAX_RUNNING out of range (0..65536)");
+        return -1;
+    }
     if (env_int("HTTP_MAX_CONNECTIONS_PER_CLIENT", (cfg->max_connections + 3) / 4, 1, 65536,
                 &cfg->max_connections_per_client) != 0) {
         snprintf(err, errlen, "HTTP_MAX_CONNECTIONS_PER_CLIENT out of range");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "front.h"
+#include "mb_admit.h"
 #include "mb_cache.h"
 #include "mb_db.h"
 #include "mb_events.h"
@@ -197,6 +198,21 @@ char *mb_metrics_text(size_t *len)
         "# HELP mpn_cache_version_queries_total Queries that read them (several at once).\n"
         "# TYPE mpn_cache_version_queries_total counter\nmpn_cache_version_queries_total %llu\n",
         cs.hits, cs.misses, cs.not_modified, cs.bytes, cs.version_reads, cs.version_queries);
+    int amax, arun, await_;
+    unsigned long long awaited, atimed;
+    mb_admit_stats(&amax, &arun, &await_, &awaited, &atimed);
+    put(&s,
+        "# HELP mpn_http_requests_running Requests past the line (HTTP_MAX_RUNNING).\n"
+        "# TYPE mpn_http_requests_running gauge\nmpn_http_requests_running %d\n"
+        "# HELP mpn_http_requests_in_line Requests waiting in line for a place.\n"
+        "# TYPE mpn_http_requests_in_line gauge\nmpn_http_requests_in_line %d\n"
+        "# HELP mpn_http_requests_waited_total Requests that waited in line.\n"
+        "# TYPE mpn_http_requests_waited_total counter\nmpn_http_requests_waited_total %llu\n"
+        "# HELP mpn_http_requests_line_timeouts_total Requests answered 503 after waiting too "
+        "long in line.\n"
+        "# TYPE mpn_http_requests_line_timeouts_total counter\n"
+        "mpn_http_requests_line_timeouts_total %llu\n",
+        arun, await_, awaited, atimed);
     int size, in_use;
     unsigned long long waits, errors;
     mb_pool_stats(&size, &in_use, &waits, &errors);

@@ -23,6 +23,7 @@
 
 #include "front.h"
 #include "http_internal.h"
+#include "mb_admit.h"
 #include "mb_cache.h"
 #include "mb_log.h"
 #include "mb_metrics.h"
@@ -136,6 +137,7 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
 {
     (void)unused;
     double t0 = now_ms();
+    bool placed = false; /* a place in line (src/admit/) to leave at the end */
     char rid[64];
     new_request_id(req, rid);
     mb_ctx c = {.req = req,
@@ -204,6 +206,15 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
         if (!mb_ratelimit_admit(&c))
             goto done;
     }
+    /* probes and docs never wait (src/admit/); the place is left after the access log line,
+     * so that the log's order is the order requests were served */
+    if (!(r->flags & MB_R_PUBLIC)) {
+        if (!mb_admit_enter()) {
+            mb_reply_problem(&c, MB_E_UNAVAILABLE, "Too many requests are waiting here; try again.");
+            goto done;
+        }
+        placed = true;
+    }
     if (r->flags & MB_R_TX) {
         mb_run_tx(&c, r);
     } else {
@@ -228,6 +239,8 @@ done:
                                .status = resp->status,
                                .code = resp->status >= 400 ? c.problem : NULL,
                                .ms = ms});
+    if (placed)
+        mb_admit_leave();
     return U_CALLBACK_COMPLETE;
 }
 
@@ -292,6 +305,7 @@ int mb_serve(const mb_config *cfg)
     raise_fd_limit();
     mb_token_cache_init();
     mb_cache_init((size_t)cfg->cache_mb * 1024 * 1024);
+    mb_admit_init(cfg->max_running);
     if (mb_ratelimit_init(cfg) != 0) {
         y_log_message(Y_LOG_LEVEL_ERROR, "cannot allocate the rate limiter's tables");
         return 1;

@@ -45,7 +45,7 @@ def test_reads_that_arrive_while_version_queries_wait_share_one(replica):
     queue, and once the lock is gone one query answers all of those (a query per read without
     the batching: 22)."""
     f = fresh_partner()
-    solo = spawn_server(env_overrides={"DB_POOL_SIZE": 1})
+    solo = spawn_server(env_overrides={"DB_POOL_SIZE": 1, "HTTP_MAX_RUNNING": 64})
     try:
         emp = f.users["employee"]
         lock = db_connect()
