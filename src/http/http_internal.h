@@ -23,4 +23,9 @@ void mb_run_tx(mb_ctx *c, const mb_route *r);
 void mb_cors(mb_ctx *c);
 bool mb_cors_preflight(mb_ctx *c, const char *method);
 
+/* listener.c: the dual-stack listening socket of port (IPv4 only without IPv6), or -1; the
+ * soft descriptor limit raised to the hard one. */
+int mb_open_listener(int port);
+void mb_raise_fd_limit(void);
+
 #endif

@@ -244,15 +244,6 @@ done:
     return U_CALLBACK_COMPLETE;
 }
 
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 /* Threading. Ulfius calls handlers synchronously and a handler blocks in libpq,
  * so an MHD worker that serves several connections (the epoll thread pool)
  * stalls all of them behind one slow query; measured: a second request queued
@@ -270,39 +261,11 @@ static void raise_fd_limit(void)
  * port's connections silently). */
 static int listen_fd = -1;
 
-static int open_listener(int port)
-{
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int off = 0, on = 1;
-    if (fd >= 0) { /* dual stack: IPv4 clients too (::ffff:a.b.c.d) */
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-        struct sockaddr_in6 a = {
-            .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = in6addr_any};
-        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1024) == 0)
-            return fd;
-        close(fd);
-    }
-    /* no IPv6 in this kernel/container: IPv4 only */
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    struct sockaddr_in a4 = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_ANY)};
-    if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) != 0 || listen(fd, 1024) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 int mb_serve(const mb_config *cfg)
 {
     g_cfg = cfg;
     mb_router_init();
-    raise_fd_limit();
+    mb_raise_fd_limit();
     mb_token_cache_init();
     mb_cache_init((size_t)cfg->cache_mb * 1024 * 1024);
     mb_admit_init(cfg->max_running);
@@ -320,7 +283,7 @@ int mb_serve(const mb_config *cfg)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    listen_fd = open_listener(cfg->port);
+    listen_fd = mb_open_listener(cfg->port);
     if (listen_fd < 0) {
         y_log_message(Y_LOG_LEVEL_ERROR, "cannot listen on port %d: %s", cfg->port,
                       strerror(errno));
