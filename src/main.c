@@ -257,9 +257,10 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     /* glibc gives threads that contend for malloc arenas of their own, up to 8 per CPU, and
-     * keeps what they free: with a thread per connection, 256 busy connections took peak RSS
-     * from 61 to 66 MB (bench c256, README Performance). Four arenas are enough for the
-     * requests that run at once (HTTP_MAX_RUNNING); MALLOC_ARENA_MAX still decides if set. */
+     * keeps what they free: with a thread per connection and 256 busy connections the bench's
+     * peak RSS was 66 MB with the default, 61 MB with two arenas (README Performance). Four
+     * are enough for the requests that run at once (HTTP_MAX_RUNNING); MALLOC_ARENA_MAX, when
+     * set, decides. */
     if (getenv("MALLOC_ARENA_MAX") == NULL)
         mallopt(M_ARENA_MAX, 4);
     mb_config cfg;
