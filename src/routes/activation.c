@@ -50,7 +50,8 @@ static void reply_doc(mb_ctx *c, int status, const char *sql, const char *id, co
 
 /* --- Go-To-Market eligibility (R9) ------------------------------------------------------ */
 
-/* What a reason code of gtm_ineligibility() (sql/009_partner_reads.sql) means. */
+/* What a reason code of gtm_ineligibility() (sql/009_partner_reads.sql; its rules are in
+ * gtm_ineligibility_of() since sql/014_fast_eligibility.sql) means. */
 static const char *reason_text(const char *code)
 {
     if (strcmp(code, "silver-competency-required") == 0)
