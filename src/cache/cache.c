@@ -262,7 +262,7 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
     const char *pid = c->param[0];
     bool op = (c->who.roles & MB_ROLE_OPERATOR) != 0;
     if (!op && strcmp(c->who.tid, pid) != 0)
-        return false; /* the handler answers 404 */
+        return false;    /* the handler answers 404 */
     bool usable = false; /* the version, read with other requests' (versions.c) */
     if (mb_version_read(&c->db, pid, &usable, q->version, sizeof(q->version)) != MB_OK)
         return false; /* the handler answers the database's state */

@@ -21,8 +21,8 @@
 #include "mb_domain.h"
 
 enum {
-    LEADERS = 2,      /* version queries in flight at once */
-    MAX_BATCH = 256,  /* partners per query */
+    LEADERS = 2,     /* version queries in flight at once */
+    MAX_BATCH = 256, /* partners per query */
     UUID_TEXT = 36,
 };
 

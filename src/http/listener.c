@@ -44,4 +44,3 @@ int mb_open_listener(int port)
     }
     return fd;
 }
-

@@ -210,7 +210,8 @@ static int dispatch(const struct _u_request *req, struct _u_response *resp, void
      * so that the log's order is the order requests were served */
     if (!(r->flags & MB_R_PUBLIC)) {
         if (!mb_admit_enter()) {
-            mb_reply_problem(&c, MB_E_UNAVAILABLE, "Too many requests are waiting here; try again.");
+            mb_reply_problem(&c, MB_E_UNAVAILABLE,
+                             "Too many requests are waiting here; try again.");
             goto done;
         }
         placed = true;
