@@ -332,6 +332,15 @@ def assert_problem(resp: requests.Response, status: int, code: str | None = None
     return body
 
 
+def metric(url: str, name: str) -> float:
+    """The value of the first /metrics line of the service at url that starts with name (a
+    metric's name, or its name and labels: 'mpn_cache_answers_total{outcome="hit"}')."""
+    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
 def wait_http(url: str, timeout: float = 30, proc: subprocess.Popen | None = None,
               status: int = 200) -> None:
     end = time.monotonic() + timeout

@@ -11,14 +11,7 @@ import time
 import requests
 
 from fresh_partner import fresh_partner
-from helpers import assert_problem, db_connect, spawn_server
-
-
-def _metric(url: str, name: str) -> float:
-    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {name} in /metrics")
+from helpers import assert_problem, db_connect, metric, spawn_server
 
 
 def _until(cond, what: str, limit: float = 20) -> None:
@@ -42,7 +35,7 @@ class Held:
         self.threads = [threading.Thread(target=self._patch, args=(i,)) for i in range(places)]
         for t in self.threads:
             t.start()
-        _until(lambda: _metric(srv.url, "mpn_http_requests_running") >= places,
+        _until(lambda: metric(srv.url, "mpn_http_requests_running") >= places,
                "the writes did not take their places")
 
     def _patch(self, i: int) -> None:
@@ -73,7 +66,7 @@ def test_requests_past_the_places_wait_in_line_and_go_in_arrival_order():
         for i in range(5):  # one after the other into the line
             ts.append(threading.Thread(target=read, args=(i,)))
             ts[-1].start()
-            _until(lambda: _metric(srv.url, "mpn_http_requests_in_line") >= i + 1,
+            _until(lambda: metric(srv.url, "mpn_http_requests_in_line") >= i + 1,
                    f"read {i} is not in line")
         assert got == []  # nobody overtook the write holding the only place
         # public routes do not queue
@@ -87,8 +80,8 @@ def test_requests_past_the_places_wait_in_line_and_go_in_arrival_order():
         where = {i: log.find(rid) for i, _, rid in got}
         assert all(p >= 0 for p in where.values()), where
         assert sorted(where, key=where.get) == [0, 1, 2, 3, 4], where
-        assert _metric(srv.url, "mpn_http_requests_in_line") == 0
-        assert _metric(srv.url, "mpn_http_requests_running") == 0
+        assert metric(srv.url, "mpn_http_requests_in_line") == 0
+        assert metric(srv.url, "mpn_http_requests_running") == 0
     finally:
         srv.stop()
 
@@ -104,10 +97,10 @@ def test_a_request_that_waits_too_long_in_line_gets_a_503_problem():
         body = assert_problem(r, 503, "unavailable")
         assert int(r.headers["Retry-After"]) >= 1 and "waiting" in body["detail"]
         assert 4.5 <= waited < 9, waited
-        assert _metric(srv.url, "mpn_http_requests_line_timeouts_total") == 1
+        assert metric(srv.url, "mpn_http_requests_line_timeouts_total") == 1
         held.release()
         # the places are free again
         assert f.client(srv.url).get(f.path("/users")).status_code == 200
-        assert _metric(srv.url, "mpn_http_requests_running") == 0
+        assert metric(srv.url, "mpn_http_requests_running") == 0
     finally:
         srv.stop()

@@ -6,14 +6,7 @@ import time
 import requests
 
 from fresh_partner import INCIDENTS, VS_ENTERPRISE, WINDOWS_SERVER, fresh_partner
-from helpers import db_all, db_exec, operator_token, spawn_server
-
-
-def metric(url, name):
-    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(name)
+from helpers import db_all, db_exec, metric, operator_token, spawn_server
 
 
 def test_unchanged_is_304_without_a_body_and_any_change_a_new_etag():

@@ -12,17 +12,9 @@ import threading
 import time
 
 import pytest
-import requests
 
 from fresh_partner import fresh_partner
-from helpers import BASE, db_connect, db_val, spawn_server
-
-
-def _metric(url: str, name: str) -> float:
-    for line in requests.get(url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {name} in /metrics")
+from helpers import BASE, db_connect, db_val, metric, spawn_server
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +52,14 @@ def test_reads_that_arrive_while_version_queries_wait_share_one(replica):
                      "AND application_name = 'mpn-benefits' AND datname = current_database()") < 1:
             assert time.monotonic() < deadline, "the write never waited on the lock"
             time.sleep(0.05)
-        reads0 = _metric(solo.url, "mpn_cache_version_reads_total")
-        queries0 = _metric(solo.url, "mpn_cache_version_queries_total")
+        reads0 = metric(solo.url, "mpn_cache_version_reads_total")
+        queries0 = metric(solo.url, "mpn_cache_version_queries_total")
         answers: list = []
         rs = [threading.Thread(target=lambda: answers.append(
             f.client(solo.url).get(f.path("/benefits?limit=5")).status_code)) for _ in range(22)]
         for t in rs:
             t.start()
-        while _metric(solo.url, "mpn_cache_version_reads_total") - reads0 < 22:
+        while metric(solo.url, "mpn_cache_version_reads_total") - reads0 < 22:
             assert time.monotonic() < deadline, "the reads did not all arrive"
             time.sleep(0.05)
         time.sleep(0.2)  # the last ones from counted to queued
@@ -79,7 +71,7 @@ def test_reads_that_arrive_while_version_queries_wait_share_one(replica):
         # the two first reads' queries waited for the connection and may have given up
         # (ACQUIRE_TIMEOUT_MS: 503) on a slow machine; every read behind them is served
         assert answers.count(200) >= 20 and set(answers) <= {200, 503}, answers
-        queries = _metric(solo.url, "mpn_cache_version_queries_total") - queries0
+        queries = metric(solo.url, "mpn_cache_version_queries_total") - queries0
         assert queries <= 4, f"{queries} version queries for 22 reads"
     finally:
         solo.stop()
