@@ -34,6 +34,10 @@ BEGIN
                              'audit_events', 'license_keys'] LOOP
         EXECUTE format('ALTER TABLE %I DISABLE TRIGGER %I', t, t || '_bump_version');
     END LOOP;
+    -- the benefit documents (sql/015) likewise: written once, together, at the end
+    FOREACH t IN ARRAY ARRAY['partner_competencies', 'benefits', 'activations'] LOOP
+        EXECUTE format('ALTER TABLE %I DISABLE TRIGGER %I', t, t || '_documents');
+    END LOOP;
 END
 $$;
 
@@ -116,8 +120,13 @@ BEGIN
                              'audit_events', 'license_keys'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE TRIGGER %I', t, t || '_bump_version');
     END LOOP;
+    FOREACH t IN ARRAY ARRAY['partner_competencies', 'benefits', 'activations'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE TRIGGER %I', t, t || '_documents');
+    END LOOP;
 END
 $$;
+INSERT INTO benefit_documents SELECT * FROM benefit_document_rows
+WHERE partner_id >= bench_id('b0000000', 1) AND partner_id <= bench_id('b0000000', 2500);
 UPDATE partners SET time_marks = partner_time_marks(id) WHERE id >= bench_id('b0000000', 1)
     AND id <= bench_id('b0000000', 2500);
 

@@ -1,10 +1,11 @@
 /* The scheduler: every SCHEDULER_INTERVAL_SECONDS (60) it writes the
  * scheduled events that are due (benefit.expiring, purchase.renewal_open,
- * purchase.refund_window_closing) and purges what retention allows: events
- * older than EVENT_RETENTION_DAYS (90) whose deliveries are done, and
- * idempotency records older than 24 h. Any number of processes may run it at
- * once: each occasion is written once (emit_event's occasion check and unique
- * index), whatever the timing. */
+ * purchase.refund_window_closing), purges what retention allows (events older
+ * than EVENT_RETENTION_DAYS (90) whose deliveries are done, idempotency
+ * records older than 24 h) and writes again the benefit documents whose time
+ * has passed (sql/015_benefit_documents.sql). Any number of processes may run
+ * it at once: each occasion is written once (emit_event's occasion check and
+ * unique index), whatever the timing. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -72,6 +73,9 @@ static void retention(void)
                "DELETE FROM events e USING old WHERE e.partner_id = old.partner_id "
                "AND e.seq = old.seq",
                1, p);
+    /* benefit documents whose time has passed (sql/015): readers already get
+     * them built again; written, they are read from the table again */
+    mb_db_exec(&db, NULL, "SELECT write_due_benefit_documents(1000)", 0, NULL);
     mb_db_exec(&db, NULL,
                "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys "
                "WHERE created_at < now() - interval '24 hours' LIMIT 5000)",

@@ -217,7 +217,7 @@ static void benefits_list(mb_ctx *c)
     /* The partner gate and the page in one round trip (mb_gated_query). */
     mb_reply_gated_list(c, true, NULL,
                         "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM benefit_docs "
+                        "LEFT JOIN LATERAL (SELECT doc, id FROM benefit_docs_fast "
                         "WHERE partner_id = p.id "
                         "AND ($2::text IS NULL OR category = $2) "
                         "AND ($3::text IS NULL OR status = $3) "
@@ -238,7 +238,7 @@ static void benefit_get(mb_ctx *c)
     const char *p[] = {c->param[0], mb_is_uuid(c->param[1]) ? c->param[1] : NULL};
     PGresult *r = mb_gated_query(c, true, NULL,
                                  "SELECT p.membership_location, d.doc, d.category "
-                                 "FROM partners p LEFT JOIN benefit_docs d "
+                                 "FROM partners p LEFT JOIN benefit_docs_fast d "
                                  "ON d.partner_id = p.id AND d.id = $2::uuid "
                                  "WHERE p.id = $1::uuid",
                                  2, p);

@@ -169,7 +169,7 @@ void mb_export_benefits(mb_ctx *c, const char *category, const char *status, boo
         "csv_cell(d.doc->>'product_id'), csv_cell(d.category), csv_cell(d.doc->>'name'), "
         "csv_cell(d.status), csv_cell(d.quantity::text), csv_cell(d.used::text), "
         "csv_cell(d.doc->>'expires_at'), csv_cell(d.doc->>'term_end')), d.id::text "
-        "FROM benefit_docs d WHERE d.partner_id = $1::uuid "
+        "FROM benefit_docs_fast d WHERE d.partner_id = $1::uuid "
         "AND ($2::text IS NULL OR d.category = $2) AND ($3::text IS NULL OR d.status = $3) "
         "AND (d.category <> 'technical' OR $4::boolean) "
         "AND ($5::timestamptz IS NULL OR d.expires_on < $5::timestamptz) "

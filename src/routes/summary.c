@@ -23,7 +23,7 @@ static void benefits_summary(mb_ctx *c)
         "WITH ORDINALITY AS k (category, ord) "
         "LEFT JOIN (SELECT category, count(*) AS n, sum(quantity) AS quantity, "
         "sum(used) AS used, count(*) FILTER (WHERE expires_on < now() + interval '30 days') "
-        "AS soon FROM benefit_docs WHERE partner_id = p.id "
+        "AS soon FROM benefit_docs_fast WHERE partner_id = p.id "
         "AND status NOT IN ('expired', 'cancelled') GROUP BY category) s "
         "ON s.category = k.category "
         "WHERE k.category <> 'technical' OR $2::boolean)) FROM partners p "
