@@ -11,7 +11,10 @@
 #        BENCH_ONLY (the runs: list get seats keys, and issue 17's plain warm 304 cold (every read a miss: CACHE_MB=0) afterwrite (each read after a write) mixed
 #        c256, and ratelimit (issue 15: the list with its 2 500 tokens against this
 #        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
-#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off); default "list plain warm 304 cold afterwrite mixed c256 seats", about 7 minutes),
+#        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off), writecost (the seat
+#        cycle with issue 17's data-version and document triggers on and off, alternating twice;
+#        prints with ÷ without); default "list plain warm 304 cold afterwrite mixed c256 seats
+#        writecost", about 9 minutes),
 #        BENCH_PGSS=1 (pg_stat_statements, nested statements included, for the seat cycle:
 #        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
@@ -29,7 +32,7 @@ SECS=${BENCH_SECONDS:-20}
 WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-list plain warm 304 cold afterwrite mixed c256 seats}
+ONLY=${BENCH_ONLY:-list plain warm 304 cold afterwrite mixed c256 seats writecost}
 KEYS_PARTNERS=400
 SVC_PID="" OFF_PID="" COLD_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
@@ -289,6 +292,39 @@ PYEOF
 fi
 
 issue17_runs
+# What issue 17's triggers cost the writes: the seat cycle with the data-version and document
+# triggers (sql/007, sql/015) on and off, alternating, same data; afterwards the documents and
+# versions the runs without them left behind are written again.
+issue17_triggers() { # ENABLE|DISABLE
+	psql_bench -c "DO \$\$ DECLARE t record; BEGIN FOR t IN SELECT tgrelid::regclass AS rel, tgname
+		FROM pg_trigger WHERE NOT tgisinternal AND (tgname LIKE '%bump_version' OR tgname LIKE '%documents')
+		LOOP EXECUTE format('ALTER TABLE %s $1 TRIGGER %I', t.rel, t.tgname); END LOOP; END \$\$" >/dev/null
+}
+WC_LINE=""
+if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
+	for round in 1 2; do
+		free_seats
+		run_wrk "seat cycle, issue 17 triggers on ($round)" seats
+		issue17_triggers DISABLE
+		free_seats
+		run_wrk "seat cycle, issue 17 triggers off ($round)" seats
+		free_seats
+		issue17_triggers ENABLE
+	done
+	psql_bench -c "SELECT count(write_benefit_document(m.id)) FROM benefit_documents m
+		JOIN benefits b ON b.id = m.id WHERE (m.used, m.status) IS DISTINCT FROM (b.used, b.status)" >/dev/null
+	psql_bench -c "UPDATE partners SET data_version = data_version + 1" >/dev/null
+	WC_LINE=$("$PY" - "$OUT/results.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def mean(kind):
+    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"seat cycle, issue 17 triggers {kind}")]
+    return sum(v) / len(v)
+on, off = mean("on"), mean("off")
+print(f"Seat cycle with issue 17's data-version and document triggers: {on:.0f} req/s; without them: {off:.0f}: with ÷ without = {on / off * 100:.0f} %")
+PYEOF
+)
+fi
 RL_LINE=""
 if want ratelimit; then
 	# Same requests, same data, same moment: only the limiter differs (issue 15).
@@ -340,5 +376,6 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
 	[ -n "$RL_LINE" ] && { echo; echo "$RL_LINE"; }
+	[ -n "$WC_LINE" ] && { echo; echo "$WC_LINE"; }
 	issue17_table
 } | tee "$OUT/table.md"

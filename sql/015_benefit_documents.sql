@@ -159,16 +159,15 @@ END
 $$;
 
 -- What the partner reads page through: the stored document while it holds, the view's after.
+-- One scan of the partner's rows in id order (a page stops at its limit); the view runs only
+-- for a row whose instant has passed and that the scheduler has not written again yet.
 CREATE VIEW benefit_docs_fast AS
-SELECT m.id, m.partner_id, m.category, m.purchase_id, m.status, m.doc, m.expires_on,
-       m.quantity, m.used
-FROM benefit_documents m
-WHERE m.valid_until IS NULL OR m.valid_until > now()
-UNION ALL
-SELECT d.id, d.partner_id, d.category, d.purchase_id, d.status, d.doc, d.expires_on,
-       d.quantity, d.used
-FROM benefit_documents m
-JOIN benefit_docs d ON d.id = m.id
-WHERE m.valid_until <= now();
+SELECT m.id, m.partner_id, m.category, m.purchase_id,
+       CASE WHEN m.valid_until IS NULL OR m.valid_until > now() THEN m.status
+            ELSE (SELECT d.status FROM benefit_docs d WHERE d.id = m.id) END AS status,
+       CASE WHEN m.valid_until IS NULL OR m.valid_until > now() THEN m.doc
+            ELSE (SELECT d.doc FROM benefit_docs d WHERE d.id = m.id) END AS doc,
+       m.expires_on, m.quantity, m.used
+FROM benefit_documents m;
 
 INSERT INTO benefit_documents SELECT * FROM benefit_document_rows;
