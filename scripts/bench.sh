@@ -292,6 +292,19 @@ PYEOF
 fi
 
 issue17_runs
+# on_off PREFIX : the mean req/s of the service runs named "PREFIX on (…)" and "PREFIX off (…)",
+# and on ÷ off in per cent, as "ON OFF PERCENT".
+on_off() {
+	"$PY" - "$OUT/results.jsonl" "$1" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+def mean(kind):
+    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"{sys.argv[2]} {kind} (")]
+    return sum(v) / len(v)
+on, off = mean("on"), mean("off")
+print(f"{on:.0f} {off:.0f} {on / off * 100:.0f}")
+PYEOF
+}
 # What issue 17's triggers cost the writes: the seat cycle with the data-version and document
 # triggers (sql/007, sql/015) on and off, alternating, same data; afterwards the documents and
 # versions the runs without them left behind are written again.
@@ -314,16 +327,8 @@ if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 	psql_bench -c "SELECT count(write_benefit_document(m.id)) FROM benefit_documents m
 		JOIN benefits b ON b.id = m.id WHERE (m.used, m.status) IS DISTINCT FROM (b.used, b.status)" >/dev/null
 	psql_bench -c "UPDATE partners SET data_version = data_version + 1" >/dev/null
-	WC_LINE=$("$PY" - "$OUT/results.jsonl" <<'PYEOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def mean(kind):
-    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"seat cycle, issue 17 triggers {kind}")]
-    return sum(v) / len(v)
-on, off = mean("on"), mean("off")
-print(f"Seat cycle with issue 17's data-version and document triggers: {on:.0f} req/s; without them: {off:.0f}: with ÷ without = {on / off * 100:.0f} %")
-PYEOF
-)
+	read -r on off pct <<<"$(on_off "seat cycle, issue 17 triggers")"
+	WC_LINE="Seat cycle with issue 17's data-version and document triggers: $on req/s; without them: $off: with ÷ without = $pct %"
 fi
 RL_LINE=""
 if want ratelimit; then
@@ -342,16 +347,8 @@ if want ratelimit; then
 	done
 	stop_pid "$OFF_PID" 20 || warn "the service without limits did not exit 0"
 	OFF_PID=""
-	RL_LINE=$("$PY" - "$OUT/results.jsonl" <<'PYEOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def mean(kind):
-    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"list, rate limiter {kind}")]
-    return sum(v) / len(v)
-on, off = mean("on"), mean("off")
-print(f"Rate limiter (2 500 tokens of 2 500 partners): {on:.0f} req/s on, {off:.0f} off: on ÷ off = {on / off * 100:.0f} %")
-PYEOF
-)
+	read -r on off pct <<<"$(on_off "list, rate limiter")"
+	RL_LINE="Rate limiter (2 500 tokens of 2 500 partners): $on req/s on, $off off: on ÷ off = $pct %"
 fi
 
 curl -s "$URL/metrics" >"$OUT/metrics.txt" || true
