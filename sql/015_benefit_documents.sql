@@ -141,8 +141,8 @@ CREATE CONSTRAINT TRIGGER partners_documents AFTER UPDATE OF co_sell_ready ON pa
     WHEN (OLD.co_sell_ready IS DISTINCT FROM NEW.co_sell_ready)
     EXECUTE FUNCTION benefit_documents_of_row();
 
--- The documents whose time has passed, written again (the scheduler, and the bench loader for
--- all of them): how many were written.
+-- The documents whose time has passed, written again, at most max_rows of them (the scheduler,
+-- src/events/scheduler.c): how many were written.
 CREATE FUNCTION write_due_benefit_documents(max_rows integer) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
