@@ -19,7 +19,8 @@
 #        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
 #        work dir),
-#        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data),
+#        BENCH_PERF=1 (perf record the service during the runs: $OUT/perf.data; BENCH_PERF=dwarf
+#        unwinds with DWARF, which sees through the libraries built without frame pointers),
 #        BENCH_AUTOGROUP (0 or 1: kernel.sched_autogroup_enabled for the run, restored at the
 #        end, needs root; unset or "keep": as the machine has it. See README "Performance")
 # Output: the table on stdout, and every raw output in the work dir it names.
@@ -115,7 +116,10 @@ SVC_PID=$!
 wait_http "http://127.0.0.1:$SVC_PORT/readyz" 30 "$SVC_PID" || die "the service did not come up"
 URL=http://127.0.0.1:$SVC_PORT
 if [ -n "${BENCH_PERF:-}" ]; then
-	perf record -g -F 499 -p "$SVC_PID" -o "$OUT/perf.data" >"$OUT/perf.log" 2>&1 &
+	CG=-g
+	[ "$BENCH_PERF" = dwarf ] && CG="--call-graph dwarf,16384"
+	# shellcheck disable=SC2086
+	perf record $CG -F 499 -p "$SVC_PID" -o "$OUT/perf.data" >"$OUT/perf.log" 2>&1 &
 	PERF_PID=$!
 fi
 

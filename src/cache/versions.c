@@ -12,6 +12,7 @@
  * in that query's snapshot. Alone, a request leads its own query at once:
  * no added latency when nothing else waits. */
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@ enum {
 
 typedef struct waiter {
     struct waiter *next;
-    pthread_cond_t cv;
+    sem_t sem;      /* posted after the queue's lock is released (as in src/admit/) */
+    unsigned posts; /* posts promised to it, under the lock */
     const char *pid;
     bool queued, done;
     mb_err err;
@@ -110,6 +112,13 @@ static void run(mb_db *db, waiter *batch)
     mb_db_clear(&r);
 }
 
+/* Promises w a post (the lock held); the caller posts once the lock is released. */
+static void promise(waiter *w, waiter **wake, int *nwake)
+{
+    w->posts++;
+    wake[(*nwake)++] = w;
+}
+
 mb_err mb_version_read(mb_db *db, const char *pid, bool *usable, char *version, size_t vlen)
 {
     *usable = false;
@@ -117,7 +126,10 @@ mb_err mb_version_read(mb_db *db, const char *pid, bool *usable, char *version, 
         return MB_E_NOT_FOUND; /* never in a batch: one bad id would fail the others' query */
     atomic_fetch_add(&reads, 1);
     waiter w = {.pid = pid, .queued = true};
-    pthread_cond_init(&w.cv, NULL);
+    sem_init(&w.sem, 0, 0);
+    unsigned taken = 0;
+    waiter *wake[MAX_BATCH + 2];
+    int nwake = 0;
     pthread_mutex_lock(&Q.mu);
     if (Q.tail != NULL)
         Q.tail->next = &w;
@@ -126,28 +138,43 @@ mb_err mb_version_read(mb_db *db, const char *pid, bool *usable, char *version, 
     Q.tail = &w;
     while (!w.done) {
         if (!w.queued || Q.leaders >= LEADERS) {
-            pthread_cond_wait(&w.cv, &Q.mu);
+            pthread_mutex_unlock(&Q.mu);
+            if (sem_wait(&w.sem) == 0)
+                taken++;
+            pthread_mutex_lock(&Q.mu);
             continue;
         }
         waiter *batch = take();
         Q.leaders++;
+        nwake = 0;
         if (Q.head != NULL && Q.leaders < LEADERS)
-            pthread_cond_signal(&Q.head->cv); /* more than a batch queued: another leader */
+            promise(Q.head, wake, &nwake); /* more than a batch queued: another leader */
         pthread_mutex_unlock(&Q.mu);
+        for (int i = 0; i < nwake; i++)
+            sem_post(&wake[i]->sem);
         run(db, batch);
+        nwake = 0;
         pthread_mutex_lock(&Q.mu);
         Q.leaders--;
         for (waiter *b = batch, *next; b != NULL; b = next) {
-            next = b->next; /* b may return and leave once signalled and the lock is free */
+            next = b->next; /* b may leave once it has its post */
             b->done = true;
             if (b != &w)
-                pthread_cond_signal(&b->cv);
+                promise(b, wake, &nwake);
         }
         if (Q.head != NULL)
-            pthread_cond_signal(&Q.head->cv); /* the next leader */
+            promise(Q.head, wake, &nwake); /* the next leader */
+        pthread_mutex_unlock(&Q.mu);
+        for (int i = 0; i < nwake; i++)
+            sem_post(&wake[i]->sem);
+        pthread_mutex_lock(&Q.mu);
     }
+    unsigned promised = w.posts;
     pthread_mutex_unlock(&Q.mu);
-    pthread_cond_destroy(&w.cv);
+    while (taken < promised) /* posts still on their way: the semaphore lives on this stack */
+        if (sem_wait(&w.sem) == 0)
+            taken++;
+    sem_destroy(&w.sem);
     if (w.err == MB_OK && w.usable) {
         size_t l = strlen(w.version);
         if (l < vlen) {
