@@ -18,6 +18,7 @@
 #include <yder.h>
 
 #include "mb_db.h"
+#include "mb_line.h"
 
 #define ACQUIRE_TIMEOUT_MS 2000
 
@@ -41,19 +42,14 @@ typedef struct {
     bool reset;   /* on a demoted node: reconnect (to the primary) on the next use */
 } conn_slot;
 
-/* A request waiting for a connection. Waiters are served first come, first
- * served: a connection given back goes straight to the oldest waiter, so under
- * load every request waits about as long as the others (a plain condition
- * variable lets a newcomer overtake and starves some requests for seconds). */
-typedef struct waiter {
-    pthread_cond_t cv;
-    int slot; /* handed over by put_slot; -1 until then */
-    struct waiter *next;
-} waiter;
-
+/* Requests waiting for a connection are served first come, first served
+ * (pool.line): a connection given back goes straight to the oldest waiter, so
+ * under load every request waits about as long as the others (a plain
+ * condition variable lets a newcomer overtake and starves some requests for
+ * seconds). */
 static struct {
     pthread_mutex_t mu;
-    waiter *head, *tail;
+    mb_line line; /* threads waiting for a connection (include/mb_line.h) */
     conn_slot *slots;
     int *free_list;
     int nfree;
@@ -131,31 +127,11 @@ void mb_pool_stats(int *size, int *in_use, unsigned long long *waits, unsigned l
 static void put_slot(int slot)
 {
     pthread_mutex_lock(&pool.mu);
-    waiter *w = pool.head;
-    if (w != NULL) {
-        pool.head = w->next;
-        if (pool.head == NULL)
-            pool.tail = NULL;
-        w->slot = slot;
-        pthread_cond_signal(&w->cv);
-    } else {
+    mb_waiter *w = mb_line_grant(&pool.line, slot);
+    if (w == NULL)
         pool.free_list[pool.nfree++] = slot;
-    }
     pthread_mutex_unlock(&pool.mu);
-}
-
-static void unlink_waiter(waiter *w)
-{
-    waiter **pp = &pool.head, *prev = NULL;
-    while (*pp != NULL && *pp != w) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp == w) {
-        *pp = w->next;
-        if (pool.tail == w)
-            pool.tail = prev;
-    }
+    mb_line_post(w);
 }
 
 /* Takes a free slot (waiting in line up to ACQUIRE_TIMEOUT_MS) and makes sure
@@ -167,36 +143,20 @@ static int acquire(void)
     pthread_mutex_lock(&pool.mu);
     if (pool.nfree > 0) {
         slot = pool.free_list[--pool.nfree];
+        pthread_mutex_unlock(&pool.mu);
     } else {
         atomic_fetch_add(&pool.waits, 1);
-        waiter w = {.slot = -1};
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&w.cv, &ca);
-        pthread_condattr_destroy(&ca);
-        if (pool.tail != NULL)
-            pool.tail->next = &w;
-        else
-            pool.head = &w;
-        pool.tail = &w;
         struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
         deadline.tv_sec += ACQUIRE_TIMEOUT_MS / 1000;
-        while (w.slot < 0) {
-            if (pthread_cond_timedwait(&w.cv, &pool.mu, &deadline) != 0 && w.slot < 0) {
-                unlink_waiter(&w);
-                break;
-            }
-        }
-        pthread_cond_destroy(&w.cv);
-        slot = w.slot;
-        if (slot < 0) {
-            pthread_mutex_unlock(&pool.mu);
+        mb_waiter w;
+        if (!mb_line_wait(&pool.line, &pool.mu, &w, &deadline, &slot))
+            slot = -1;
+        pthread_mutex_unlock(&pool.mu);
+        mb_line_leave(&w);
+        if (slot < 0)
             return -1;
-        }
     }
-    pthread_mutex_unlock(&pool.mu);
 
     /* The slot is ours alone now: no lock needed for its fields. */
     conn_slot *s = &pool.slots[slot];
