@@ -240,9 +240,10 @@ int mb_config_load(mb_config *cfg, char *err, size_t errlen)
         return -1;
     }
     /* Requests running at once (src/admit/): enough to keep the CPUs and the pool busy while
-     * some wait on PostgreSQL, few enough that arrival order, not the scheduler, decides. */
+     * most wait on PostgreSQL (a version read, a page), few enough that arrival order, not the
+     * scheduler, decides. 12 per CPU since the hand-off got cheap (README, Performance). */
     long cpus = ncpu < 1 ? 2 : ncpu > 64 ? 64 : ncpu;
-    if (env_int("HTTP_MAX_RUNNING", (int)(8 * cpus) + cfg->pool_size, 0, 65536,
+    if (env_int("HTTP_MAX_RUNNING", (int)(12 * cpus) + cfg->pool_size, 0, 65536,
                 &cfg->max_running) != 0) {
         snprintf(err, errlen, "HTTP_MAX_RUNNING out of range (0..65536)");
         return -1;
