@@ -17,5 +17,7 @@ void mb_token_cache_free(void);
  * (for cached tokens too); *why names the reason of a refusal. */
 mb_err mb_token_verify(const mb_config *cfg, const char *authorization, time_t now,
                        mb_principal *who, const char **why);
+/* Bearer tokens found in the cache, and those checked in full (the cache's misses). */
+void mb_token_cache_stats(unsigned long long *hits, unsigned long long *misses);
 
 #endif

@@ -11,6 +11,7 @@
 #include "mb_events.h"
 #include "mb_identity.h"
 #include "mb_metrics.h"
+#include "mb_token_cache.h"
 
 #define SLOTS 97 /* routes + one for unmatched */
 #define STATUSES 600
@@ -198,6 +199,15 @@ char *mb_metrics_text(size_t *len)
         "# HELP mpn_cache_version_queries_total Queries that read them (several at once).\n"
         "# TYPE mpn_cache_version_queries_total counter\nmpn_cache_version_queries_total %llu\n",
         cs.hits, cs.misses, cs.not_modified, cs.bytes, cs.version_reads, cs.version_queries);
+    unsigned long long thits, tmisses;
+    mb_token_cache_stats(&thits, &tmisses);
+    put(&s,
+        "# HELP mpn_token_cache_total Bearer tokens by outcome: found among the verified "
+        "ones, or checked in full (signature and claims).\n"
+        "# TYPE mpn_token_cache_total counter\n"
+        "mpn_token_cache_total{outcome=\"hit\"} %llu\n"
+        "mpn_token_cache_total{outcome=\"miss\"} %llu\n",
+        thits, tmisses);
     int amax, arun, await_;
     unsigned long long awaited, atimed;
     mb_admit_stats(&amax, &arun, &await_, &awaited, &atimed);

@@ -1,5 +1,6 @@
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,9 +18,15 @@
  * except a JWKS key set that changed (entries of an older key set are checked
  * again) and a revocation, checked on every request, hit or miss.
  * Past exp, mb_auth_verify decides again (it allows some clock skew).
- * Direct-mapped: a slot per token hash, allocated on first use (a few hundred
- * bytes each, a token's size), locks striped over the slots. */
+ * Four ways per set: a token may sit in any of its set's four slots, so two
+ * busy tokens that hash alike do not push each other out on every request
+ * (direct-mapped, 1 000 tokens in 16 384 slots had 6 % of them colliding, each
+ * of their requests checked in full). A new token takes a free way, else the
+ * one that expires first. Slots are allocated on first use (a few hundred
+ * bytes each, a token's size); locks striped over the sets. */
 #define TOKEN_SLOTS 16384
+#define TOKEN_WAYS 4
+#define TOKEN_SETS (TOKEN_SLOTS / TOKEN_WAYS)
 #define TOKEN_LOCKS 256
 #define TOKEN_CACHE_MAX 2048 /* longer tokens are checked every time */
 
@@ -33,6 +40,7 @@ typedef struct {
 
 static token_entry *token_cache[TOKEN_SLOTS];
 static pthread_mutex_t token_locks[TOKEN_LOCKS];
+static atomic_ullong token_hits, token_misses;
 
 static uint32_t fnv1a(const char *s, size_t n)
 {
@@ -96,15 +104,20 @@ static mb_err cached_verify(const mb_config *cfg, const char *authorization, tim
     if (token == NULL || len == 0 || len > TOKEN_CACHE_MAX)
         return mb_auth_check(cfg, authorization, now, who, why);
     unsigned long gen = mb_jwks_generation();
-    uint32_t slot = fnv1a(token, len) % TOKEN_SLOTS;
-    pthread_mutex_t *mu = &token_locks[slot % TOKEN_LOCKS];
+    uint32_t set = fnv1a(token, len) % TOKEN_SETS;
+    token_entry **ways = &token_cache[set * TOKEN_WAYS];
+    pthread_mutex_t *mu = &token_locks[set % TOKEN_LOCKS];
     pthread_mutex_lock(mu);
-    token_entry *t = token_cache[slot];
-    bool hit = t != NULL && t->len == len && (long long)now < t->exp && t->keys_gen == gen &&
-               memcmp(t->token, token, len) == 0;
-    if (hit)
-        *who = t->who;
+    bool hit = false;
+    for (int i = 0; i < TOKEN_WAYS && !hit; i++) {
+        token_entry *t = ways[i];
+        hit = t != NULL && t->len == len && (long long)now < t->exp && t->keys_gen == gen &&
+              memcmp(t->token, token, len) == 0;
+        if (hit)
+            *who = t->who;
+    }
     pthread_mutex_unlock(mu);
+    atomic_fetch_add(hit ? &token_hits : &token_misses, 1);
     if (hit)
         return MB_OK;
     mb_err e = mb_auth_check(cfg, authorization, now, who, why);
@@ -114,12 +127,21 @@ static mb_err cached_verify(const mb_config *cfg, const char *authorization, tim
     if (exp <= (long long)now)
         return MB_OK;
     pthread_mutex_lock(mu);
-    t = token_cache[slot];
+    int way = 0; /* a free way, else the one that expires first */
+    for (int i = 0; i < TOKEN_WAYS; i++) {
+        if (ways[i] == NULL) {
+            way = i;
+            break;
+        }
+        if (ways[i]->exp < ways[way]->exp)
+            way = i;
+    }
+    token_entry *t = ways[way];
     if (t == NULL || t->cap < len) {
         token_entry *n = realloc(t, sizeof(*t) + len);
         if (n != NULL) {
             n->cap = len;
-            token_cache[slot] = t = n;
+            ways[way] = t = n;
         }
     }
     if (t != NULL && t->cap >= len) {
@@ -163,4 +185,10 @@ void mb_token_cache_free(void)
     }
     for (int i = 0; i < TOKEN_LOCKS; i++)
         pthread_mutex_destroy(&token_locks[i]);
+}
+
+void mb_token_cache_stats(unsigned long long *hits, unsigned long long *misses)
+{
+    *hits = atomic_load(&token_hits);
+    *misses = atomic_load(&token_misses);
 }
