@@ -45,6 +45,8 @@ cleanup() {
 	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
 	[ -n "$OFF_PID" ] && { stop_pid "$OFF_PID" 20 || true; }
 	[ -n "$COLD_PID" ] && { stop_pid "$COLD_PID" 20 || true; }
+	# KEEP_TMP: PostgreSQL's log too (deadlocks, slow statements)
+	[ -n "${KEEP_TMP:-}" ] && [ -n "$OUT" ] && [ -f "${PG_LOG:-}" ] && cp "$PG_LOG" "$OUT/postgresql.log"
 	pg_temp_stop || true
 	[ -n "$AUTOGROUP_WAS" ] && echo "$AUTOGROUP_WAS" >"$AUTOGROUP_FILE"
 	if [ -n "$OUT" ] && [ -z "${KEEP_TMP:-}" ] && [ "$rc" = 0 ]; then rm -rf "$OUT"; fi
@@ -159,10 +161,16 @@ run_pgbench() { # NAME SCRIPT REQS_PER_TX LABEL
 	rm -f "$OUT"/pgbench_log.*
 }
 
-# Frees every seat of the bench partners (DELETE, so the trigger keeps benefits.used right).
-# Retried: requests wrk left in flight may still hold seats when it exits (a deadlock then).
+# Frees every seat of the bench partners (DELETE, so the trigger keeps benefits.used right),
+# once the service has finished the requests wrk left in flight when it exited: the DELETE
+# otherwise deadlocked with them (503 answers, and seats they assigned after it: 409 errors in
+# the next run). Retried all the same.
 free_seats() {
 	local i
+	for i in $(seq 100); do
+		curl -s "$URL/metrics" | grep -q '^mpn_http_requests_running 0$' && break
+		sleep 0.1
+	done
 	for i in 1 2 3 4 5; do
 		psql_bench -c "DELETE FROM seat_assignments WHERE user_id::text LIKE 'b1000000-%'" >/dev/null 2>&1 && return 0
 		sleep 1
