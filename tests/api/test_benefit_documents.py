@@ -113,27 +113,35 @@ def test_documents_follow_the_clock_and_the_scheduler_writes_them_again(base):
     f = fresh_partner(competencies=(("Cloud Platform", "gold", "1 year"),))
     ga = f.client(base)
     vs, gold = f.benefits[VS_ENTERPRISE], f.benefits[GOLD_CORE]
-    deadline = time.time() + 1.5
-    db_exec("UPDATE benefits SET expires_at = to_timestamp(%s) WHERE id = %s", deadline, vs)
-    db_exec("UPDATE partner_competencies SET expires_at = to_timestamp(%s) "
-            "WHERE partner_id = %s", deadline, f.partner)
-    assert db_val("SELECT valid_until IS NOT NULL FROM benefit_documents WHERE id = %s", vs)
-    assert db_val("SELECT valid_until IS NOT NULL FROM benefit_documents WHERE id = %s", gold)
 
     def listed():
         r = ga.get(f.path("/benefits"), params={"limit": 200})
         assert r.status_code == 200, r.text
         return {b["id"]: b for b in r.json()["items"]}
 
-    before = listed()
-    assert before[vs]["status"] == "available"
-    assert before[gold]["eligibility"] == {"eligible": True, "reasons": []}
-    time.sleep(max(0.0, deadline - time.time()) + 0.1)
-    # in one statement (one snapshot): the table still holds what was true before the instant
-    # (the main service's scheduler passes once a minute), and what the reads page through is
-    # what is true now
-    table, fast = db_one("SELECT m.status, f.status FROM benefit_documents m "
-                         "JOIN benefit_docs_fast f ON f.id = m.id WHERE m.id = %s", vs)
+    # Any scheduler may write the document again as soon as its instant has passed: the main
+    # service's (once a minute) and every service another test starts (at once). So the
+    # instant is set again, up to three times, until the stored row is seen still stale.
+    for attempt in range(3):
+        deadline = time.time() + 1.5
+        db_exec("UPDATE benefits SET expires_at = to_timestamp(%s) WHERE id = %s", deadline, vs)
+        db_exec("UPDATE partner_competencies SET expires_at = to_timestamp(%s) "
+                "WHERE partner_id = %s", deadline, f.partner)
+        assert db_val("SELECT valid_until IS NOT NULL FROM benefit_documents WHERE id = %s", vs)
+        assert db_val("SELECT valid_until IS NOT NULL FROM benefit_documents WHERE id = %s",
+                      gold)
+        before = listed()
+        assert before[vs]["status"] == "available"
+        assert before[gold]["eligibility"] == {"eligible": True, "reasons": []}
+        time.sleep(max(0.0, deadline - time.time()) + 0.1)
+        # in one statement (one snapshot): the table still holds what was true before the
+        # instant, and what the reads page through is what is true now
+        table, fast = db_one("SELECT m.status, f.status FROM benefit_documents m "
+                             "JOIN benefit_docs_fast f ON f.id = m.id WHERE m.id = %s", vs)
+        assert fast == "expired"
+        if table == "available":
+            break
+        print(f"attempt {attempt + 1}: a scheduler wrote the document first")
     assert (table, fast) == ("available", "expired")
     after = listed()
     assert after[vs]["status"] == "expired"
