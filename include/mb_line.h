@@ -23,10 +23,9 @@ typedef struct {
 } mb_line;
 
 /* With mu held: joins the end of the line and waits, mu released meanwhile, until a value is
- * granted (true, *value set) or deadline (CLOCK_MONOTONIC) passes (false, out of the line).
- * Returns with mu held; call mb_line_leave after releasing mu. */
-bool mb_line_wait(mb_line *l, pthread_mutex_t *mu, mb_waiter *w, const struct timespec *deadline,
-                  int *value);
+ * granted (true, *value set) or timeout_ms pass (false, out of the line). Returns with mu
+ * held; call mb_line_leave after releasing mu. */
+bool mb_line_wait(mb_line *l, pthread_mutex_t *mu, mb_waiter *w, int timeout_ms, int *value);
 /* Without the mutex, after mb_line_wait: takes a post still on its way, frees the waiter. */
 void mb_line_leave(mb_waiter *w);
 /* With the mutex held: hands value to the first in line and returns it (NULL: nobody waits).

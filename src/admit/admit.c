@@ -12,7 +12,6 @@
  * (server-sent events, exports) leave the line when their handler returns. */
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 
 #include "mb_admit.h"
 #include "mb_line.h"
@@ -43,12 +42,9 @@ bool mb_admit_enter(void)
         return true;
     }
     atomic_fetch_add(&waited, 1);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += ADMIT_TIMEOUT_MS / 1000;
     mb_waiter w;
     int place;
-    bool granted = mb_line_wait(&L.line, &L.mu, &w, &deadline, &place);
+    bool granted = mb_line_wait(&L.line, &L.mu, &w, ADMIT_TIMEOUT_MS, &place);
     pthread_mutex_unlock(&L.mu);
     mb_line_leave(&w);
     if (!granted)

@@ -24,9 +24,16 @@ static void unlink_waiter(mb_line *l, mb_waiter *w)
     l->n--;
 }
 
-bool mb_line_wait(mb_line *l, pthread_mutex_t *mu, mb_waiter *w, const struct timespec *deadline,
-                  int *value)
+bool mb_line_wait(mb_line *l, pthread_mutex_t *mu, mb_waiter *w, int timeout_ms, int *value)
 {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
     *w = (mb_waiter){.value = -1};
     sem_init(&w->sem, 0, 0);
     if (l->tail != NULL)
@@ -38,7 +45,7 @@ bool mb_line_wait(mb_line *l, pthread_mutex_t *mu, mb_waiter *w, const struct ti
     bool late = false;
     while (!w->granted && !late) {
         pthread_mutex_unlock(mu);
-        if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, deadline) == 0)
+        if (sem_clockwait(&w->sem, CLOCK_MONOTONIC, &deadline) == 0)
             w->posted = true;
         else if (errno == ETIMEDOUT)
             late = true;

@@ -146,11 +146,8 @@ static int acquire(void)
         pthread_mutex_unlock(&pool.mu);
     } else {
         atomic_fetch_add(&pool.waits, 1);
-        struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += ACQUIRE_TIMEOUT_MS / 1000;
         mb_waiter w;
-        if (!mb_line_wait(&pool.line, &pool.mu, &w, &deadline, &slot))
+        if (!mb_line_wait(&pool.line, &pool.mu, &w, ACQUIRE_TIMEOUT_MS, &slot))
             slot = -1;
         pthread_mutex_unlock(&pool.mu);
         mb_line_leave(&w);
