@@ -1,6 +1,7 @@
 -- Seat cycle, the same transactions as the service: POST …/assignments (src/routes/seats.c
--- assignment_create inside run_tx: BEGIN, partner gate, benefit locked, user check, INSERT,
--- benefit status, audit event, the answer's document, COMMIT), then DELETE
+-- assignment_create inside run_tx: BEGIN, partner gate, benefit locked, user check, INSERT (its
+-- trigger counts the seat and sets the benefit's status, sql/016), audit event, the answer's
+-- document, COMMIT), then DELETE
 -- …/assignments/{userId} (assignment_delete). Client c works on partners n = c+1 (mod clients)
 -- only, so no two clients touch the same seat. One run of this script = two requests.
 \set n :client_id + 1 + :clients * random(0, 2500 / :clients - 1)
@@ -11,7 +12,6 @@ SELECT membership_location FROM partners WHERE id = bench_id('b0000000', :n);
 SELECT b.id, b.purchase_id, b.product_id, b.category, benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url FROM benefits b JOIN products p ON p.id = b.product_id JOIN purchases pu ON pu.id = b.purchase_id WHERE b.partner_id = bench_id('b0000000', :n) AND b.id = bench_id('b2000000', :b) FOR UPDATE OF b;
 SELECT id::text FROM users WHERE id = bench_id('b1000000', :u) AND partner_id = bench_id('b0000000', :n);
 INSERT INTO seat_assignments (benefit_id, user_id, assigned_by) VALUES (bench_id('b2000000', :b), bench_id('b1000000', :u), 'bench');
-UPDATE benefits SET status = 'active', activated_at = now() WHERE id = bench_id('b2000000', :b) AND status = 'available';
 INSERT INTO audit_events (partner_id, actor, action, target_type, target_id, request_id, details) VALUES (bench_id('b0000000', :n), 'bench', 'seat.assigned', 'benefit', bench_id('b2000000', :b)::text, 'pgbench', '{"user_id":"bench"}'::jsonb);
 SELECT doc FROM assignment_docs WHERE benefit_id = bench_id('b2000000', :b) AND user_id = bench_id('b1000000', :u);
 COMMIT;
@@ -19,6 +19,5 @@ BEGIN;
 SELECT membership_location FROM partners WHERE id = bench_id('b0000000', :n);
 SELECT b.id, b.purchase_id, b.product_id, b.category, benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url FROM benefits b JOIN products p ON p.id = b.product_id JOIN purchases pu ON pu.id = b.purchase_id WHERE b.partner_id = bench_id('b0000000', :n) AND b.id = bench_id('b2000000', :b) FOR UPDATE OF b;
 DELETE FROM seat_assignments WHERE benefit_id = bench_id('b2000000', :b) AND user_id = bench_id('b1000000', :u) RETURNING user_id::text;
-UPDATE benefits SET status = 'available', activated_at = NULL WHERE id = bench_id('b2000000', :b) AND status = 'active' AND used = 0;
 INSERT INTO audit_events (partner_id, actor, action, target_type, target_id, request_id, details) VALUES (bench_id('b0000000', :n), 'bench', 'seat.removed', 'benefit', bench_id('b2000000', :b)::text, 'pgbench', '{"user_id":"bench"}'::jsonb);
 COMMIT;

@@ -425,15 +425,7 @@ static void batch_assign(mb_ctx *c)
         for (size_t i = 0; i < b.n && e == MB_OK; i++)
             if (b.rows[i].remove == (pass == 0))
                 e = apply_row(c, &ben, &b.rows[i]);
-    const char *bp[] = {ben.id};
-    if (e == MB_OK)
-        e = mb_db_exec(&c->db, NULL,
-                       "UPDATE benefits SET status = CASE WHEN used > 0 THEN 'active' "
-                       "ELSE 'available' END, activated_at = CASE WHEN used > 0 "
-                       "THEN COALESCE(activated_at, now()) END WHERE id = $1::uuid "
-                       "AND status IN ('available', 'active') "
-                       "AND (status = 'active') <> (used > 0)",
-                       1, bp);
+    /* the seat trigger keeps the benefit's status (sql/016_seat_status.sql) */
     if (e == MB_OK && dry_run)
         e = mb_db_exec(&c->db, NULL, "ROLLBACK TO SAVEPOINT batch_dry_run", 0, NULL);
     if (e != MB_OK) {

@@ -210,19 +210,13 @@ static void assignment_create(mb_ctx *c)
         mb_reply_err(c, e);
         return;
     }
-    const char *bp[] = {b.id};
-    e = mb_db_exec(&c->db, NULL,
-                   "UPDATE benefits SET status = 'active', activated_at = now() "
-                   "WHERE id = $1::uuid AND status = 'available'",
-                   1, bp);
-    if (e == MB_OK) {
-        char details[96];
-        snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", user_id);
-        e = mb_audit(c, c->param[0], "seat.assigned", "benefit", b.id, details);
-        if (e == MB_OK)
-            e = mb_event(&c->db, c->param[0], "seat.assigned", "benefit", b.id, c->request_id,
-                         details);
-    }
+    /* The trigger has counted the seat and made an available benefit active
+     * (sql/016_seat_status.sql). */
+    char details[96];
+    snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", user_id);
+    e = mb_audit(c, c->param[0], "seat.assigned", "benefit", b.id, details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "seat.assigned", "benefit", b.id, c->request_id, details);
     if (e == MB_OK)
         e = mb_db_exec(&c->db, &r,
                        "SELECT doc FROM assignment_docs WHERE benefit_id = $1::uuid "
@@ -280,19 +274,12 @@ static void assignment_delete(mb_ctx *c)
         return;
     }
     /* The trigger has freed the seat; with none left the benefit is
-     * available again. */
-    e = mb_db_exec(&c->db, NULL,
-                   "UPDATE benefits SET status = 'available', activated_at = NULL "
-                   "WHERE id = $1::uuid AND status = 'active' AND used = 0",
-                   1, p);
-    if (e == MB_OK) {
-        char details[96];
-        snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", uid);
-        e = mb_audit(c, c->param[0], "seat.removed", "benefit", b.id, details);
-        if (e == MB_OK)
-            e = mb_event(&c->db, c->param[0], "seat.removed", "benefit", b.id, c->request_id,
-                         details);
-    }
+     * available again (sql/016_seat_status.sql). */
+    char details[96];
+    snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", uid);
+    e = mb_audit(c, c->param[0], "seat.removed", "benefit", b.id, details);
+    if (e == MB_OK)
+        e = mb_event(&c->db, c->param[0], "seat.removed", "benefit", b.id, c->request_id, details);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return;

@@ -448,6 +448,25 @@ def test_deleting_a_user_releases_their_seats_in_the_same_transaction():
     assert_problem(p.client("ga").delete(users_url(p.id, uid)), 404, "not-found")
 
 
+def test_deleting_the_holder_of_the_last_seat_makes_the_benefit_available_again():
+    """As removing the last seat does (sql/016: the seat trigger keeps the status)."""
+    p = fresh_partner()
+    _buy_action_pack(p)
+    bid = db_val("SELECT id::text FROM benefits WHERE partner_id = %s AND product_id = %s",
+                 p.id, VS_PRO)
+    uid = p.users["aa"]
+    db_exec("INSERT INTO seat_assignments (benefit_id, user_id, assigned_by) VALUES (%s, %s, 'test')",
+            bid, uid)
+    assert db_one("SELECT status, used, activated_at IS NOT NULL FROM benefits WHERE id = %s",
+                  bid) == ("active", 1, True)
+    r = p.client("ua").delete(users_url(p.id, uid))
+    assert r.status_code == 204, r.text
+    assert db_one("SELECT status, used, activated_at FROM benefits WHERE id = %s",
+                  bid) == ("available", 0, None)
+    doc = p.client("ga").get(f"/v1/partners/{p.id}/benefits/{bid}").json()
+    assert (doc["status"], doc["used"]) == ("available", 0)
+
+
 def test_the_marketing_contact_cannot_be_deleted():
     p = fresh_partner()
     uid = p.users["pa"]
