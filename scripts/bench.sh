@@ -13,8 +13,10 @@
 #        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
 #        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off), writecost (the seat
 #        cycle with issue 17's data-version and document triggers on and off, alternating twice;
-#        prints with ÷ without); default "list plain warm 304 cold afterwrite mixed c256 seats
-#        writecost", about 9 minutes),
+#        prints with ÷ without), ceiling (the warm and 304 lines against the service and against
+#        bench/http_ceiling.c, the HTTP stack alone, alternating twice; prints both 304 ÷ 200);
+#        default "list plain warm 304 cold afterwrite mixed c256 seats writecost ceiling", about
+#        12 minutes),
 #        BENCH_PGSS=1 (pg_stat_statements, nested statements included, for the seat cycle:
 #        $OUT/pgss-seats.txt),
 #        DB_POOL_SIZE (the service's; default here nproc + 1, see below), KEEP_TMP=1 (keep the
@@ -33,9 +35,9 @@ SECS=${BENCH_SECONDS:-20}
 WARMUP=${BENCH_WARMUP:-2}
 CONN=${BENCH_CONNECTIONS:-32}
 THR=${BENCH_THREADS:-2}
-ONLY=${BENCH_ONLY:-list plain warm 304 cold afterwrite mixed c256 seats writecost}
+ONLY=${BENCH_ONLY:-list plain warm 304 cold afterwrite mixed c256 seats writecost ceiling}
 KEYS_PARTNERS=400
-SVC_PID="" OFF_PID="" COLD_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
+SVC_PID="" OFF_PID="" COLD_PID="" CEIL_PID="" PERF_PID="" PG_TMP="" OUT="" AUTOGROUP_WAS=""
 AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
 
 cleanup() {
@@ -45,6 +47,7 @@ cleanup() {
 	[ -n "$SVC_PID" ] && { stop_pid "$SVC_PID" 20 || true; }
 	[ -n "$OFF_PID" ] && { stop_pid "$OFF_PID" 20 || true; }
 	[ -n "$COLD_PID" ] && { stop_pid "$COLD_PID" 20 || true; }
+	[ -n "$CEIL_PID" ] && { stop_pid "$CEIL_PID" 5 || true; }
 	# KEEP_TMP: PostgreSQL's log too (deadlocks, slow statements)
 	[ -n "${KEEP_TMP:-}" ] && [ -n "$OUT" ] && [ -f "${PG_LOG:-}" ] && cp "$PG_LOG" "$OUT/postgresql.log"
 	pg_temp_stop || true
@@ -304,19 +307,21 @@ PYEOF
 fi
 
 issue17_runs
-# on_off PREFIX : the mean req/s of the service runs named "PREFIX on (…)" and "PREFIX off (…)",
-# and on ÷ off in per cent, as "ON OFF PERCENT".
-on_off() {
-	"$PY" - "$OUT/results.jsonl" "$1" <<'PYEOF'
+# ratio_of A B : the mean req/s of the service runs named "A (…)" and of those named "B (…)",
+# and A ÷ B in per cent, as "A_RATE B_RATE PERCENT".
+ratio_of() {
+	"$PY" - "$OUT/results.jsonl" "$1" "$2" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def mean(kind):
-    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"{sys.argv[2]} {kind} (")]
+def mean(name):
+    v = [r["rps"] for r in rows if r["tool"] == "service" and r["name"].startswith(f"{name} (")]
     return sum(v) / len(v)
-on, off = mean("on"), mean("off")
-print(f"{on:.0f} {off:.0f} {on / off * 100:.0f}")
+a, b = mean(sys.argv[2]), mean(sys.argv[3])
+print(f"{a:.0f} {b:.0f} {a / b * 100:.0f}")
 PYEOF
 }
+# on_off PREFIX : ratio_of "PREFIX on" "PREFIX off"
+on_off() { ratio_of "$1 on" "$1 off"; }
 # What issue 17's triggers cost the writes: the seat cycle with the data-version and document
 # triggers (sql/007, sql/015) on and off, alternating, same data; afterwards the documents and
 # versions the runs without them left behind are written again.
@@ -341,6 +346,33 @@ if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 	psql_bench -c "UPDATE partners SET data_version = data_version + 1" >/dev/null
 	read -r on off pct <<<"$(on_off "seat cycle, issue 17 triggers")"
 	WC_LINE="Seat cycle with issue 17's data-version and document triggers: $on req/s; without them: $off: with ÷ without = $pct %"
+fi
+CEIL_LINE=""
+if want ceiling; then
+	# The HTTP stack alone (bench/http_ceiling.c): Ulfius and libmicrohttpd as the service sets
+	# them up, answering the warm lines with a 200 of the warm answers' mean size and the 304
+	# lines with a 304, and nothing else. Alternated with the service's cache hits and 304s on
+	# the same lines: its 304 ÷ 200 is the most any service on this stack can show.
+	cmake --build "$MB_ROOT/build" --target http-ceiling >/dev/null || die "http-ceiling did not build"
+	"$PY" bench/requests.py etags "$OUT/inm.tsv" "$URL" || die "reading the ETags failed"
+	BODY=$(head -n 50 "$OUT/warm.tsv" | while IFS=$'\t' read -r _ p t _; do
+		curl -s -o /dev/null -w '%{size_download}\n' -H "Authorization: Bearer $t" "$URL$p"
+	done | awk '{ s += $1 } END { printf "%d", s / NR }')
+	CEIL_PORT=$(free_port)
+	setsid "$MB_ROOT/build/http-ceiling" "$CEIL_PORT" "$BODY" >"$OUT/http-ceiling.log" 2>&1 &
+	CEIL_PID=$!
+	wait_http "http://127.0.0.1:$CEIL_PORT/" 30 "$CEIL_PID" || die "http-ceiling did not come up"
+	for round in 1 2; do
+		run_wrk "service, cache hit ($round)" warm
+		run_wrk "service, 304 ($round)" inm
+		URL=http://127.0.0.1:$CEIL_PORT run_wrk "HTTP stack alone, 200 ($round)" warm
+		URL=http://127.0.0.1:$CEIL_PORT run_wrk "HTTP stack alone, 304 ($round)" inm
+	done
+	stop_pid "$CEIL_PID" 5 || true
+	CEIL_PID=""
+	read -r s304 shit spct <<<"$(ratio_of "service, 304" "service, cache hit")"
+	read -r c304 c200 cpct <<<"$(ratio_of "HTTP stack alone, 304" "HTTP stack alone, 200")"
+	CEIL_LINE="304 ÷ 200 with $BODY-byte bodies: the HTTP stack alone $c304 ÷ $c200 req/s = $cpct %; the service (cache hits) $s304 ÷ $shit req/s = $spct %"
 fi
 RL_LINE=""
 if want ratelimit; then
@@ -384,6 +416,7 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 		"load average before $LOAD_BEFORE, after $LOAD_AFTER"
 	echo
 	"$PY" bench/stats.py table "$OUT/results.jsonl" "$RSS_KB" "$OUT/metrics.txt"
+	[ -n "$CEIL_LINE" ] && { echo; echo "$CEIL_LINE"; }
 	[ -n "$RL_LINE" ] && { echo; echo "$RL_LINE"; }
 	[ -n "$WC_LINE" ] && { echo; echo "$WC_LINE"; }
 	issue17_table
