@@ -16,6 +16,11 @@
 mb_err mb_event(mb_db *db, const char *partner_id, const char *type, const char *subject_type,
                 const char *subject_id, const char *request_id, const char *extra_json);
 
+/* The same for a caller that already holds the event's data (the subject as
+ * its GET shows it, which it has just read for its answer): no second read. */
+mb_err mb_event_data(mb_db *db, const char *partner_id, const char *type, const char *subject_type,
+                     const char *subject_id, const char *request_id, const char *data_json);
+
 /* The event types a client may filter on (NULL-terminated). */
 extern const char *const mb_event_types[];
 bool mb_event_type_known(const char *type);

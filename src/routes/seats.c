@@ -211,20 +211,23 @@ static void assignment_create(mb_ctx *c)
         return;
     }
     /* The trigger has counted the seat and made an available benefit active
-     * (sql/016_seat_status.sql). */
+     * (sql/016_seat_status.sql). The answer's document is the event's data. */
+    e = mb_db_exec(&c->db, &r,
+                   "SELECT doc FROM assignment_docs WHERE benefit_id = $1::uuid "
+                   "AND user_id = $2::uuid",
+                   2, ip);
+    if (e == MB_OK && PQntuples(r) != 1)
+        e = MB_E_INTERNAL;
     char details[96];
     snprintf(details, sizeof(details), "{\"user_id\":\"%s\"}", user_id);
-    e = mb_audit(c, c->param[0], "seat.assigned", "benefit", b.id, details);
     if (e == MB_OK)
-        e = mb_event(&c->db, c->param[0], "seat.assigned", "benefit", b.id, c->request_id, details);
+        e = mb_audit(c, c->param[0], "seat.assigned", "benefit", b.id, details);
     if (e == MB_OK)
-        e = mb_db_exec(&c->db, &r,
-                       "SELECT doc FROM assignment_docs WHERE benefit_id = $1::uuid "
-                       "AND user_id = $2::uuid",
-                       2, ip);
-    if (e != MB_OK || PQntuples(r) != 1) {
+        e = mb_event_data(&c->db, c->param[0], "seat.assigned", "benefit", b.id, c->request_id,
+                          PQgetvalue(r, 0, 0));
+    if (e != MB_OK) {
         mb_db_clear(&r);
-        mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
+        mb_reply_err(c, e);
         return;
     }
     mb_reply_json(c, 201, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));

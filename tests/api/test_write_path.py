@@ -1,0 +1,154 @@
+"""The data-version triggers after sql/017_write_path_triggers.sql: bump_partner_of_row names
+each table's columns instead of converting the row to jsonb, the seat row's own trigger fires on
+UPDATE only (its INSERT and DELETE change the benefit row, which bumps), and the partner row's
+own trigger skips the bump's UPDATE. Table-driven over every table the trigger is on: a table
+with no row here fails, so a new one cannot be left out.
+
+Each change runs in a transaction that is rolled back, with the deferred triggers run first
+(SET CONSTRAINTS ALL IMMEDIATE); the partner's version must then be exactly one higher: bumped,
+and once."""
+from __future__ import annotations
+
+import pytest
+
+from fresh_partner import VS_ENTERPRISE, WINDOWS_SERVER, fresh_partner
+from helpers import db_all
+
+POOL_KEY = ("INSERT INTO license_keys (product_id, key_enc, key_mac) "
+            "VALUES (%(wp)s, '\\x00', decode(md5('write path'), 'hex'))")
+
+# table -> changes, each a statement or a list of them run in one transaction; %(p)s the
+# partner, %(b)s its Visual Studio benefit, %(k)s its software benefit, %(u)s its employee,
+# %(pu)s its purchase
+CHANGES = {
+    "partner_competencies": [
+        "INSERT INTO partner_competencies (partner_id, area, level) "
+        "VALUES (%(p)s, 'Write path', 'gold')",
+        "UPDATE partner_competencies SET level = level WHERE partner_id = %(p)s",
+        "DELETE FROM partner_competencies WHERE partner_id = %(p)s"],
+    "users": [
+        "INSERT INTO users (partner_id, email, display_name) "
+        "VALUES (%(p)s, 'write.path@fresh.example', 'W')",
+        "UPDATE users SET display_name = 'W' WHERE id = %(u)s"],
+    "purchases": ["UPDATE purchases SET created_by = created_by WHERE id = %(pu)s"],
+    "benefits": ["UPDATE benefits SET used = used WHERE id = %(b)s"],
+    "key_reveals": [
+        "INSERT INTO key_reveals (benefit_id, language, os, revealed_by) "
+        "VALUES (%(k)s, 'en', 'windows', 'test')"],
+    "seat_assignments": [
+        "INSERT INTO seat_assignments (benefit_id, user_id, assigned_by) "
+        "VALUES (%(b)s, %(u)s, 'test')"],
+    "activations": [
+        "INSERT INTO activations (partner_id, benefit_id, kind, requested_by) "
+        "VALUES (%(p)s, %(b)s, 'technical', 'test')"],
+    "marketing_contacts": [
+        "INSERT INTO marketing_contacts (partner_id, user_id, email, phone, preferred_language) "
+        "VALUES (%(p)s, %(u)s, 'm@fresh.example', '+4930123456', 'en')"],
+    "support_requests": [
+        "INSERT INTO support_requests (partner_id, benefit_id, type, units, created_by) "
+        "VALUES (%(p)s, %(b)s, 'on_premises', 1, 'test')"],
+    "cancellation_requests": [
+        "INSERT INTO cancellation_requests (partner_id, purchase_id, reason, requested_by, "
+        "refund_reasons) VALUES (%(p)s, %(pu)s, 'write path', 'test', '{test}')"],
+    "audit_events": [
+        "INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
+        "VALUES (%(p)s, 'test', 'test.bump', 'partner', %(p)s)"],
+    # a pool key (no partner: no bump) handed to the benefit
+    "license_keys": [[POOL_KEY, "UPDATE license_keys SET benefit_id = %(k)s, assigned_at = now() "
+                      "WHERE key_mac = decode(md5('write path'), 'hex')"]],
+}
+
+
+def _version(cur, pid: str) -> int:
+    cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+    return cur.fetchone()[0]
+
+
+def _bumps(db, stmts: list[str], args: dict, partners: list[str]) -> list[int]:
+    """How much each of partners' versions moves when stmts run in one transaction."""
+    cur = db.cursor()
+    cur.execute("BEGIN")
+    try:
+        before = [_version(cur, p) for p in partners]
+        for s in stmts:
+            cur.execute(s, args)
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred bumps run now
+        return [_version(cur, p) - b for p, b in zip(partners, before)]
+    finally:
+        cur.execute("ROLLBACK")
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    f = fresh_partner()
+    return {"p": f.partner, "b": f.benefits[VS_ENTERPRISE], "k": f.benefits[WINDOWS_SERVER],
+            "u": f.users["employee"], "pu": f.purchase, "wp": WINDOWS_SERVER}
+
+
+def test_every_table_with_the_trigger_has_a_row_here():
+    on = {r[0] for r in db_all(
+        "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_proc f ON f.oid = t.tgfoid WHERE f.proname = 'bump_partner_of_row'")}
+    assert on == set(CHANGES), f"tables without a row: {on - set(CHANGES)}"
+
+
+@pytest.mark.parametrize("table", sorted(CHANGES))
+def test_each_change_bumps_its_partner_once(db, fresh, table):
+    other = fresh_partner()
+    for change in CHANGES[table]:
+        stmts = change if isinstance(change, list) else [change]
+        got = _bumps(db, stmts, fresh, [fresh["p"], other.partner])
+        assert got == [1, 0], f"{stmts}: moved {got}"
+
+
+def test_deleting_a_seat_bumps_once_through_its_benefit(db, fresh):
+    cur = db.cursor()
+    cur.execute("INSERT INTO seat_assignments (benefit_id, user_id, assigned_by) "
+                "VALUES (%(b)s, %(u)s, 'test')", fresh)
+    try:
+        assert _bumps(db, ["DELETE FROM seat_assignments WHERE benefit_id = %(b)s "
+                           "AND user_id = %(u)s"], fresh, [fresh["p"]]) == [1]
+        assert _bumps(db, ["UPDATE seat_assignments SET assigned_by = 'moved' "
+                           "WHERE benefit_id = %(b)s AND user_id = %(u)s"],
+                      fresh, [fresh["p"]]) == [1]
+    finally:
+        cur.execute("DELETE FROM seat_assignments WHERE benefit_id = %(b)s "
+                    "AND user_id = %(u)s", fresh)
+
+
+def test_a_row_moved_to_another_partner_bumps_both(db, fresh):
+    other = fresh_partner()
+    args = dict(fresh, o=other.partner, ok=other.benefits[WINDOWS_SERVER])
+    # through partner_id
+    assert _bumps(db, ["UPDATE users SET partner_id = %(o)s WHERE id = %(u)s"], args,
+                  [fresh["p"], other.partner]) == [1, 1]
+    # through benefit_id: a key handed from one partner's benefit to the other's
+    assert _bumps(db, CHANGES["license_keys"][0] +
+                  ["UPDATE license_keys SET benefit_id = %(ok)s WHERE benefit_id = %(k)s"],
+                  args, [fresh["p"], other.partner]) == [1, 1]
+
+
+def test_time_marks_follow_the_instants_only(db, fresh):
+    cur = db.cursor()
+    cur.execute("BEGIN")
+    try:
+        cur.execute("UPDATE benefits SET used = used WHERE id = %(b)s", fresh)
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("SELECT time_marks::text FROM partners WHERE id = %(p)s", fresh)
+        marks = cur.fetchone()[0]
+        cur.execute("SELECT set_config('mb.v_done', '', true)")
+        cur.execute("UPDATE benefits SET expires_at = '2031-02-03T04:05:06Z' WHERE id = %(b)s",
+                    fresh)
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cur.execute("SELECT time_marks::text FROM partners WHERE id = %(p)s", fresh)
+        now = cur.fetchone()[0]
+        assert "2031-02-03" in now and "2031-02-03" not in marks
+    finally:
+        cur.execute("ROLLBACK")
+
+
+def test_the_partner_row_bumps_once_for_its_own_change(db, fresh):
+    assert _bumps(db, ["UPDATE partners SET name = name || '.' WHERE id = %(p)s"], fresh,
+                  [fresh["p"]]) == [1]
+    # a bump is an UPDATE of the row too: it must not count itself again
+    assert _bumps(db, [CHANGES["audit_events"][0]], fresh, [fresh["p"]]) == [1]
