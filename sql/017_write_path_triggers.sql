@@ -94,9 +94,10 @@ BEGIN
 END
 $$;
 
--- The data of an event: the subject as its GET shows it.
+-- The data of an event: the subject as its GET shows it. Volatile, as emit_event was: its reads
+-- see what the statement calling it has changed so far.
 CREATE FUNCTION event_data_of(p_type text, p_subject_type text, p_subject_id text, p_extra jsonb)
-RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     d jsonb;
 BEGIN
