@@ -21,6 +21,8 @@ typedef struct {
     bool begin_pending; /* BEGIN not sent yet: it goes with the next statement */
     char sqlstate[6];
     char constraint[64];
+    struct mb_db_deferred *deferred; /* mb_db_defer's statements not sent yet; pool.c's */
+    unsigned trips; /* round trips to PostgreSQL so far (the access log's db_trips) */
 } mb_db;
 
 /* Runs one statement, as a prepared statement of the pooled connection (prepared on first
@@ -37,6 +39,13 @@ typedef struct {
  * later statement of a transaction is never retried: the write may or may not have committed,
  * and only the client can safely retry it (with the same Idempotency-Key). */
 mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params);
+/* Inside a transaction, a statement whose answer nobody waits for (an audit row, an outbox
+ * event, the idempotency record): it is sent with the transaction's next statement, or with its
+ * COMMIT, in the same round trip and in the order of the calls, so it sees and changes what it
+ * would have run now. Its failure is the next statement's failure (MB_E_INTERNAL, or
+ * MB_E_UNAVAILABLE for a lost connection): the transaction does not commit. A rollback drops
+ * it. Outside a transaction it runs at once. Parameters are copied. */
+mb_err mb_db_defer(mb_db *db, const char *sql, int n, const char *const *params);
 /* Frees a result and forgets it, so that a later error path's clear of the same variable is
  * harmless (a double free otherwise: seats.c had one, found by the HA test under ASan). */
 static inline void mb_db_clear(PGresult **r)

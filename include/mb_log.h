@@ -12,6 +12,7 @@ typedef struct {
     const char *code; /* the problem's code when the answer is one, else NULL */
     long status;
     double ms;
+    unsigned db_trips; /* round trips to PostgreSQL the request made */
 } mb_access;
 
 /* The access log line of a request: one write(2) of a line built on the

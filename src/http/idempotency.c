@@ -187,13 +187,16 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
                 if (bl > 0)
                     memcpy(body, c->resp->binary_body, bl);
                 body[bl] = '\0';
-                const char *p[] = {scope, key, st, body,
+                const char *p[] = {scope,
+                                   key,
+                                   st,
+                                   body,
                                    u_map_get(c->resp->map_header, "Location"),
                                    u_map_get(c->resp->map_header, "Retry-After")};
-                e = mb_db_exec(&c->db, NULL,
-                               "UPDATE idempotency_keys SET status = $3::int, body = $4, "
-                               "location = $5, retry_after = $6 WHERE scope = $1 AND key = $2",
-                               6, p);
+                e = mb_db_defer(&c->db,
+                                "UPDATE idempotency_keys SET status = $3::int, body = $4, "
+                                "location = $5, retry_after = $6 WHERE scope = $1 AND key = $2",
+                                6, p);
                 free(body);
             }
         }

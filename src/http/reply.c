@@ -305,10 +305,10 @@ mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const cha
                        target_id,
                        c->request_id,
                        details_json ? details_json : "{}"};
-    return mb_db_exec(&c->db, NULL,
-                      "INSERT INTO audit_events (partner_id, actor, action, target_type, "
-                      "target_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                      7, p);
+    return mb_db_defer(&c->db,
+                       "INSERT INTO audit_events (partner_id, actor, action, target_type, "
+                       "target_id, request_id, details) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                       7, p);
 }
 
 /* Answers {"items":[...],"next_cursor":...} from the rows of res whose

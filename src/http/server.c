@@ -240,7 +240,8 @@ done:
                                .actor = c.who.sub[0] ? c.who.sub : "-",
                                .status = resp->status,
                                .code = resp->status >= 400 ? c.problem : NULL,
-                               .ms = ms});
+                               .ms = ms,
+                               .db_trips = c.db.trips});
     if (placed)
         mb_admit_leave();
     return U_CALLBACK_COMPLETE;

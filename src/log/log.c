@@ -104,16 +104,16 @@ void mb_log_access(const mb_access *a)
             line, sizeof(line),
             "{\"time\":\"%s\",\"level\":\"%s\",\"app\":\"mpn-benefits\",\"msg\":\"request\","
             "\"request_id\":\"%s\",\"trace_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\","
-            "\"status\":%ld,\"ms\":%.2f,\"actor\":\"%s\"%s%s%s}\n",
+            "\"status\":%ld,\"ms\":%.2f,\"db_trips\":%u,\"actor\":\"%s\"%s%s%s}\n",
             stamp, error ? "error" : "info", a->request_id, a->trace_id, a->method, route,
-            a->status, a->ms, actor, a->code ? ",\"code\":\"" : "", a->code ? a->code : "",
-            a->code ? "\"" : "");
+            a->status, a->ms, a->db_trips, actor, a->code ? ",\"code\":\"" : "",
+            a->code ? a->code : "", a->code ? "\"" : "");
     } else {
         n = snprintf(line, sizeof(line),
                      "%s - mpn-benefits %s: request_id=%s trace_id=%s method=%s route=%s "
-                     "status=%ld ms=%.2f actor=%s%s%s\n",
+                     "status=%ld ms=%.2f db_trips=%u actor=%s%s%s\n",
                      stamp, error ? "ERROR" : "INFO", a->request_id, a->trace_id, a->method,
-                     a->route, a->status, a->ms, a->actor, a->code ? " code=" : "",
+                     a->route, a->status, a->ms, a->db_trips, a->actor, a->code ? " code=" : "",
                      a->code ? a->code : "");
         /* a token's sub may hold anything: one line, whatever it holds */
         for (int i = 0; i < n - 1 && i < (int)sizeof(line) - 1; i++)

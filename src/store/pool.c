@@ -6,7 +6,8 @@
  * node that was demoted under it (SQLSTATE 25006, read-only transaction) is
  * treated like a lost one. Every
  * statement runs prepared: parsed and planned once per connection, then only
- * bound and executed (see run_prepared). */
+ * bound and executed (statements.c). Statements that need no answer before the
+ * next one (mb_db_defer) go with it, or with the COMMIT, in one round trip. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -19,28 +20,9 @@
 
 #include "mb_db.h"
 #include "mb_line.h"
+#include "pool_internal.h"
 
 #define ACQUIRE_TIMEOUT_MS 2000
-
-/* Prepared statements, per connection: an open-addressing table keyed by the
- * caller's SQL pointer (constant strings), checked against a copy of the text so
- * that a different text at a reused address is never run under the old name. */
-#define STMT_SLOTS 256 /* a power of two; the service has well under 200 statements */
-
-typedef struct {
-    const char *key; /* the caller's pointer; NULL = empty */
-    char *sql;       /* a copy of the text */
-    unsigned id;     /* the server-side name is "mb<id>" */
-} stmt;
-
-typedef struct {
-    PGconn *conn;
-    stmt stmts[STMT_SLOTS];
-    int nstmts;
-    unsigned next_id;
-    bool dealloc; /* server-side statements went stale: DEALLOCATE ALL when idle */
-    bool reset;   /* on a demoted node: reconnect (to the primary) on the next use */
-} conn_slot;
 
 /* Requests waiting for a connection are served first come, first served
  * (pool.line): a connection given back goes straight to the oldest waiter, so
@@ -72,16 +54,6 @@ static PGconn *connect_one(void)
     return PQconnectdbParams(keys, vals, 1);
 }
 
-/* Forgets every prepared statement of a slot (after a reconnect the server has
- * none left). */
-static void stmts_clear(conn_slot *s)
-{
-    for (int i = 0; i < STMT_SLOTS; i++)
-        free(s->stmts[i].sql);
-    memset(s->stmts, 0, sizeof(s->stmts));
-    s->nstmts = 0;
-}
-
 int mb_pool_init(const char *database_url, int size)
 {
     pool.url = strdup(database_url);
@@ -102,7 +74,7 @@ void mb_pool_close(void)
     for (int i = 0; i < pool.size; i++) {
         if (pool.slots[i].conn != NULL)
             PQfinish(pool.slots[i].conn);
-        stmts_clear(&pool.slots[i]);
+        mb_stmts_clear(&pool.slots[i]);
     }
     free(pool.slots);
     free(pool.free_list);
@@ -159,10 +131,10 @@ static int acquire(void)
     conn_slot *s = &pool.slots[slot];
     if (s->conn == NULL) {
         s->conn = connect_one();
-        stmts_clear(s);
+        mb_stmts_clear(s);
     } else if (PQstatus(s->conn) != CONNECTION_OK || s->reset) {
         PQreset(s->conn);
-        stmts_clear(s);
+        mb_stmts_clear(s);
         s->dealloc = false;
     }
     s->reset = false;
@@ -174,143 +146,25 @@ static int acquire(void)
     return slot;
 }
 
-static void give_back(int slot)
+/* Puts a slot back; returns the round trips that took. */
+static unsigned give_back(int slot)
 {
     conn_slot *s = &pool.slots[slot];
+    unsigned trips = 0;
     if (PQstatus(s->conn) == CONNECTION_OK && PQtransactionStatus(s->conn) != PQTRANS_IDLE) {
         PGresult *r = PQexec(s->conn, "ROLLBACK");
         PQclear(r);
+        trips++;
     }
     if (s->dealloc && PQstatus(s->conn) == CONNECTION_OK) {
         PGresult *r = PQexec(s->conn, "DEALLOCATE ALL");
         PQclear(r);
         s->dealloc = false;
+        trips++;
     }
+    s->trips += trips;
     put_slot(slot);
-}
-
-static uint32_t ptr_hash(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 29;
-    x *= 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(x >> 40);
-}
-
-/* Collects the results of a pipeline of nq queries and its sync: returns the
- * first failure among the first nq - 1 (BEGIN, PREPARE), else the last one's
- * result; *prepared tells whether a PREPARE among them (at index prep) worked. */
-static PGresult *pipeline_results(PGconn *conn, int nq, int prep, bool *prepared)
-{
-    PGresult *keep = NULL;
-    *prepared = false;
-    for (int q = 0; q < nq; q++) {
-        PGresult *r = PQgetResult(conn);
-        if (r == NULL)
-            break; /* connection lost */
-        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-        if (q == prep)
-            *prepared = ok;
-        if (keep == NULL && (q == nq - 1 || !ok))
-            keep = r;
-        else
-            PQclear(r);
-        PGresult *end = PQgetResult(conn); /* NULL after each query's results */
-        PQclear(end);
-    }
-    for (PGresult *r; (r = PQgetResult(conn)) != NULL;) {
-        bool sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
-        PQclear(r);
-        if (sync)
-            break;
-    }
-    PQexitPipelineMode(conn);
-    return keep;
-}
-
-/* Runs sql on the slot's connection as a prepared statement, preparing it
- * first when this connection has not seen it. With begin, a BEGIN goes first
- * in the same round trip (libpq's pipeline mode): a transaction costs no round
- * trip of its own. Returns libpq's result (maybe an error result, maybe NULL
- * when the connection is lost or memory is short). */
-static PGresult *run_prepared(conn_slot *s, const char *sql, int n, const char *const *params,
-                              bool begin)
-{
-    uint32_t i = ptr_hash(sql) & (STMT_SLOTS - 1);
-    stmt *st = NULL;
-    for (int probe = 0; probe < STMT_SLOTS; probe++, i = (i + 1) & (STMT_SLOTS - 1)) {
-        if (s->stmts[i].key == sql || s->stmts[i].key == NULL) {
-            st = &s->stmts[i];
-            break;
-        }
-    }
-    char name[16] = "";
-    char *copy = NULL; /* set: a new statement to prepare under name */
-    unsigned id = 0;
-    if (st != NULL && st->key == sql && strcmp(st->sql, sql) == 0) {
-        snprintf(name, sizeof(name), "mb%u", st->id);
-    } else if (st != NULL && (st->key != NULL || s->nstmts < STMT_SLOTS * 3 / 4) &&
-               (copy = strdup(sql)) != NULL) {
-        id = s->next_id++;
-        snprintf(name, sizeof(name), "mb%u", id);
-    }
-    /* else: the table is three quarters full (never in this service), or no
-     * memory: run it unprepared rather than evict. */
-
-    PGresult *r = NULL;
-    bool prepared = false;
-    if (begin && PQenterPipelineMode(s->conn) == 1) {
-        int nq = 0, prep = -1;
-        bool sent = PQsendQueryParams(s->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
-        nq += sent;
-        if (sent && copy != NULL) {
-            sent = PQsendPrepare(s->conn, name, sql, n, NULL) == 1;
-            prep = nq;
-            nq += sent;
-        }
-        if (sent)
-            sent = (name[0] ? PQsendQueryPrepared(s->conn, name, n, params, NULL, NULL, 0)
-                            : PQsendQueryParams(s->conn, sql, n, NULL, params, NULL, NULL, 0)) == 1;
-        nq += sent;
-        if (PQpipelineSync(s->conn) != 1)
-            sent = false;
-        r = pipeline_results(s->conn, nq, prep, &prepared);
-        if (!sent && r != NULL && PQresultStatus(r) != PGRES_FATAL_ERROR) {
-            PQclear(r); /* not the statement's result */
-            r = NULL;
-        }
-    } else {
-        if (begin) { /* no pipeline mode (old server): a round trip of its own */
-            r = PQexec(s->conn, "BEGIN");
-            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-                free(copy);
-                return r;
-            }
-            PQclear(r);
-        }
-        if (copy != NULL) {
-            r = PQprepare(s->conn, name, sql, n, NULL);
-            prepared = PQresultStatus(r) == PGRES_COMMAND_OK;
-            if (!prepared) {
-                free(copy);
-                return r;
-            }
-            PQclear(r);
-        }
-        r = name[0] ? PQexecPrepared(s->conn, name, n, params, NULL, NULL, 0)
-                    : PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
-    }
-    if (copy != NULL && prepared) {
-        if (st->key == NULL)
-            s->nstmts++;
-        free(st->sql);
-        st->key = sql;
-        st->sql = copy;
-        st->id = id;
-    } else {
-        free(copy);
-    }
-    return r;
+    return trips;
 }
 
 /* Did the server forget or invalidate our prepared statements (a DISCARD, or a
@@ -364,6 +218,60 @@ static mb_err map_error(mb_db *db, PGresult *r)
     return MB_E_INTERNAL;
 }
 
+/* Statements deferred to the next one or the COMMIT (mb_db_defer), with
+ * copies of their parameters. */
+#define DEFER_MAX 8
+#define DEFER_PARAMS 8
+
+struct mb_db_deferred {
+    int count;
+    struct {
+        const char *sql;
+        int n;
+        char *params[DEFER_PARAMS];
+    } q[DEFER_MAX];
+};
+
+static void deferred_clear(mb_db *db)
+{
+    struct mb_db_deferred *d = db->deferred;
+    if (d == NULL)
+        return;
+    for (int i = 0; i < d->count; i++)
+        for (int k = 0; k < d->q[i].n; k++)
+            free(d->q[i].params[k]);
+    d->count = 0;
+}
+
+static bool has_deferred(const mb_db *db)
+{
+    return db->deferred != NULL && db->deferred->count > 0;
+}
+
+mb_err mb_db_defer(mb_db *db, const char *sql, int n, const char *const *params)
+{
+    if (!db->in_tx || n > DEFER_PARAMS) /* nothing to ride with: run it now */
+        return mb_db_exec(db, NULL, sql, n, params);
+    if (db->deferred == NULL && (db->deferred = calloc(1, sizeof(*db->deferred))) == NULL)
+        return mb_db_exec(db, NULL, sql, n, params);
+    struct mb_db_deferred *d = db->deferred;
+    if (d->count == DEFER_MAX) /* full: this one takes the others along now */
+        return mb_db_exec(db, NULL, sql, n, params);
+    int i = d->count;
+    for (int k = 0; k < n; k++) {
+        d->q[i].params[k] = params[k] ? strdup(params[k]) : NULL;
+        if (params[k] != NULL && d->q[i].params[k] == NULL) {
+            while (k-- > 0)
+                free(d->q[i].params[k]);
+            return mb_db_exec(db, NULL, sql, n, params);
+        }
+    }
+    d->q[i].sql = sql;
+    d->q[i].n = n;
+    d->count++;
+    return MB_OK;
+}
+
 mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params)
 {
     if (out)
@@ -371,12 +279,23 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
     db->sqlstate[0] = db->constraint[0] = '\0';
     if (db->conn == NULL) {
         int slot = acquire();
-        if (slot < 0)
+        if (slot < 0) {
+            deferred_clear(db);
             return MB_E_UNAVAILABLE;
+        }
         db->slot = slot;
         db->conn = pool.slots[slot].conn;
     }
     conn_slot *s = &pool.slots[db->slot];
+    unsigned long trips0 = s->trips;
+    /* The deferred statements first, then this one: one round trip. */
+    mb_q qs[DEFER_MAX + 1];
+    int nd = has_deferred(db) ? db->deferred->count : 0;
+    for (int i = 0; i < nd; i++)
+        qs[i] = (mb_q){db->deferred->q[i].sql, db->deferred->q[i].n,
+                       (const char *const *)db->deferred->q[i].params};
+    qs[nd] = (mb_q){sql, n, params};
+    int nq = nd + 1, failed;
     /* Nothing ran yet in this transaction (its BEGIN goes with this
      * statement, and no COMMIT was sent): a failure here can be retried. A
      * COMMIT, or any statement after the first of a transaction, is never
@@ -384,37 +303,40 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
      * can tell (Idempotency-Key); it gets a 503. */
     bool begin = db->begin_pending;
     db->begin_pending = false;
-    bool retry_ok = begin || (!db->in_tx && read_only_sql(sql));
-    PGresult *r = run_prepared(s, sql, n, params, begin);
+    bool retry_ok = (begin && strcmp(sql, "COMMIT") != 0) || (!db->in_tx && read_only_sql(sql));
+    PGresult *r = mb_run_pipeline(s, qs, nq, begin, &failed);
     if (lost_primary(db->conn, r) && retry_ok) {
         /* The server went away since this connection was last used (a
          * restart, a failover) or was demoted: reconnect, to whichever node
          * is primary now, and try once more. */
         PQclear(r);
         PQreset(db->conn);
-        stmts_clear(s);
+        mb_stmts_clear(s);
         s->dealloc = false;
-        r = PQstatus(db->conn) == CONNECTION_OK ? run_prepared(s, sql, n, params, begin) : NULL;
+        r = PQstatus(db->conn) == CONNECTION_OK ? mb_run_pipeline(s, qs, nq, begin, &failed) : NULL;
         if (lost_primary(db->conn, r))
             s->reset = true;
     } else if (lost_primary(db->conn, r)) {
         s->reset = true; /* reconnect when this slot is next taken */
     } else if (stale_statement(r)) {
         PQclear(r);
-        stmts_clear(s);
+        mb_stmts_clear(s);
         s->dealloc = true;
         if (!retry_ok) {
             r = NULL; /* the transaction is aborted: answer 503, the client retries */
         } else {
             if (begin && PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
+                s->trips++;
                 PGresult *rb = PQexec(db->conn, "ROLLBACK");
                 PQclear(rb);
             }
-            r = run_prepared(s, sql, n, params, begin);
+            r = mb_run_pipeline(s, qs, nq, begin, &failed);
         }
     }
+    deferred_clear(db);
+    db->trips += (unsigned)(s->trips - trips0);
     ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    if (r != NULL && failed == nq && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
         if (out)
             *out = r;
         else
@@ -422,6 +344,15 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
         return MB_OK;
     }
     mb_err e = map_error(db, r);
+    if (failed >= 0 && failed < nd && e != MB_E_UNAVAILABLE) {
+        /* A deferred statement (an audit row, an event) failed: the caller's
+         * statement did not run, and its error codes are not this one's. */
+        if (e != MB_E_INTERNAL)
+            y_log_message(Y_LOG_LEVEL_ERROR, "deferred statement failed: %s %s", db->sqlstate,
+                          r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "");
+        db->constraint[0] = '\0';
+        e = MB_E_INTERNAL;
+    }
     PQclear(r);
     return e;
 }
@@ -430,7 +361,7 @@ mb_err mb_db_begin(mb_db *db)
 {
     if (db->in_tx)
         return MB_OK;
-    /* Sent with the transaction's first statement (see run_prepared). */
+    /* Sent with the transaction's first statement. */
     db->in_tx = true;
     db->begin_pending = true;
     return MB_OK;
@@ -439,15 +370,18 @@ mb_err mb_db_begin(mb_db *db)
 mb_err mb_db_commit(mb_db *db)
 {
     mb_err e = MB_OK;
-    if (db->in_tx && !db->begin_pending)
-        e = mb_db_exec(db, NULL, "COMMIT", 0, NULL);
+    if (db->in_tx && (!db->begin_pending || has_deferred(db)))
+        e = mb_db_exec(db, NULL, "COMMIT", 0, NULL); /* with the deferred statements */
     db->in_tx = db->begin_pending = false;
     return e;
 }
 
 void mb_db_rollback(mb_db *db)
 {
+    deferred_clear(db);
     if (db->conn != NULL && db->in_tx && !db->begin_pending) {
+        db->trips++;
+        pool.slots[db->slot].trips++;
         PGresult *r = PQexec(db->conn, "ROLLBACK");
         PQclear(r);
     }
@@ -456,8 +390,11 @@ void mb_db_rollback(mb_db *db)
 
 void mb_db_release(mb_db *db)
 {
+    deferred_clear(db);
+    free(db->deferred);
+    db->deferred = NULL;
     if (db->conn != NULL)
-        give_back(db->slot);
+        db->trips += give_back(db->slot);
     db->conn = NULL;
     db->in_tx = db->begin_pending = false;
 }

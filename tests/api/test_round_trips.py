@@ -1,0 +1,52 @@
+"""Round trips to PostgreSQL per write. The statements whose answer a route does not wait for
+(the audit row, the outbox event, the idempotency record: `mb_db_defer`) are sent with the
+transaction's next statement or with its COMMIT, in one round trip (libpq's pipeline mode), and
+the access log counts each request's round trips (`db_trips`). Before, a seat assignment took
+9 and its removal 6. That nothing is half-written when a deferred statement fails is
+tests/api/test_faults_midway.py (the planted failure is on the event's insert, now deferred)."""
+import re
+import uuid
+
+from helpers import db_val, spawn_server
+from test_seats import VS_ENTERPRISE, Tenant
+
+
+def _trips(log: str, rid: str) -> int:
+    lines = [ln for ln in log.splitlines() if f"request_id={rid} " in ln]
+    assert len(lines) == 1, lines
+    m = re.search(r" db_trips=(\d+) ", lines[0])
+    assert m, lines[0]
+    return int(m.group(1))
+
+
+def test_a_seat_assignment_and_its_removal_take_fewer_round_trips():
+    t = Tenant()
+    b = t.benefit(VS_ENTERPRISE, 3)
+    path = f"/v1/partners/{t.id}/benefits/{b}/assignments"
+    tag = uuid.uuid4().hex[:8]
+    with spawn_server() as srv:
+        ga = srv.client(t.token(0))
+        r = ga.post(path, json={"user_id": t.users[4]}, headers={"X-Request-Id": f"rt-a-{tag}"})
+        assert r.status_code == 201, r.text
+        r = ga.delete(f"{path}/{t.users[4]}", headers={"X-Request-Id": f"rt-r-{tag}"})
+        assert r.status_code == 204, r.text
+        r = ga.post(path, json={"user_id": t.users[5]},
+                    headers={"X-Request-Id": f"rt-i-{tag}", "Idempotency-Key": f"rt-{tag}"})
+        assert r.status_code == 201, r.text
+        # a refused write rolls back: the rollback is a round trip, nothing is deferred
+        r = ga.post(path, json={"user_id": t.users[5]}, headers={"X-Request-Id": f"rt-c-{tag}"})
+        assert r.status_code == 409, r.text
+    log = srv.log()
+    # BEGIN with the partner gate; the benefit locked; the pending-cancellation and user
+    # checks; the INSERT; the answer's document; the audit row, the event and the COMMIT
+    assert _trips(log, f"rt-a-{tag}") == 7
+    # BEGIN with the gate; the benefit locked; the DELETE; audit, event and COMMIT
+    assert _trips(log, f"rt-r-{tag}") == 4
+    # and the key's two statements first; its record goes with the COMMIT
+    assert _trips(log, f"rt-i-{tag}") == 9
+    assert _trips(log, f"rt-c-{tag}") == 6  # five statements, then the ROLLBACK
+    # what was deferred was written, once, in the request's transaction
+    for rid, n in ((f"rt-a-{tag}", 1), (f"rt-r-{tag}", 1), (f"rt-i-{tag}", 1), (f"rt-c-{tag}", 0)):
+        assert db_val("SELECT count(*) FROM audit_events WHERE request_id = %s", rid) == n, rid
+        assert db_val("SELECT count(*) FROM events WHERE request_id = %s", rid) == n, rid
+    assert db_val("SELECT status FROM idempotency_keys WHERE key = %s", f"rt-{tag}") == 201
