@@ -25,6 +25,13 @@ typedef struct {
     unsigned trips; /* round trips to PostgreSQL so far (the access log's db_trips) */
 } mb_db;
 
+/* One statement of mb_db_exec_many. */
+typedef struct {
+    const char *sql; /* a constant string (the prepared statement's key) */
+    int n;
+    const char *const *params;
+} mb_q;
+
 /* Runs one statement, as a prepared statement of the pooled connection (prepared on first
  * use, keyed by the SQL text, so sql must be a constant string). On success *out holds the result
  * (PQclear it; out may be NULL). Failures: MB_E_UNAVAILABLE when the database cannot be reached,
@@ -45,6 +52,11 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
  * would have run now. Its failure is the next statement's failure (MB_E_INTERNAL, or
  * MB_E_UNAVAILABLE for a lost connection): the transaction does not commit. A rollback drops
  * it. Outside a transaction it runs at once. Parameters are copied. */
+/* Runs n statements (n <= 4) in one round trip, each its own statement, in order (so a later
+ * one sees what an earlier one changed or locked), as mb_db_exec runs one. MB_OK when all worked,
+ * outs[i] each one's result (PQclear them). Else the first failure's error (db->constraint),
+ * *failed its index (may be NULL), and no outs. */
+mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *qs, PGresult **outs, int *failed);
 mb_err mb_db_defer(mb_db *db, const char *sql, int n, const char *const *params);
 /* Frees a result and forgets it, so that a later error path's clear of the same variable is
  * harmless (a double free otherwise: seats.c had one, found by the HA test under ASan). */

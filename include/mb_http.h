@@ -26,8 +26,8 @@ typedef struct mb_ctx {
     const char *param[MB_MAX_PARAMS];
     char param_buf[MB_MAX_PARAMS][40];
     int nparam;
-    const char *route; /* route template, for logs and metrics */
-    int route_idx;     /* its index in the routing table, or -1 */
+    const char *route;   /* route template, for logs and metrics */
+    int route_idx;       /* its index in the routing table, or -1 */
     const char *problem; /* the code of the last problem answered (access log), or NULL */
 } mb_ctx;
 
@@ -137,6 +137,15 @@ bool mb_reply_gated_doc(mb_ctx *c, bool need_partner_center, const char *pmc_det
  * false when there is none. */
 struct mb_benefit;
 bool mb_load_url_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b);
+/* mb_partner_gate (Partner Center needed) and mb_load_url_benefit in one round trip, with up to
+ * two extra statements after them (each its own statement, so it sees the benefit locked), whose
+ * results land in extra_out when all passed (the caller clears them). between, when set, runs
+ * after the gate passed and before the benefit is looked at (a body check keeps its place in
+ * the order of the answers); it answers and returns false to stop. Answers and returns false
+ * on any failure, as the two calls would. */
+bool mb_gate_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b,
+                     bool (*between)(mb_ctx *, void *), void *arg, int nextra, const mb_q *extra,
+                     PGresult **extra_out);
 
 /* Audit event in the request's transaction. details_json may be NULL. */
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,

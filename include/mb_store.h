@@ -29,6 +29,11 @@ typedef struct mb_benefit {
 mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id, bool for_update,
                        mb_benefit *out);
 
+/* The statement mb_benefit_load runs ($1 the partner, $2 the benefit, both uuids), and the
+ * reading of its result (MB_E_NOT_FOUND for no row), for a caller that runs it in a pipeline. */
+extern const char MB_BENEFIT_SQL[], MB_BENEFIT_SQL_FOR_UPDATE[];
+mb_err mb_benefit_parse(PGresult *r, mb_benefit *out);
+
 /* True when the benefit can no longer be used (expired or cancelled). */
 bool mb_benefit_closed(const mb_benefit *b);
 

@@ -92,10 +92,10 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
         snprintf(roles, sizeof(roles), "%u", c->who.roles);
         const char *p[] = {scope, key, hex, roles};
         PGresult *res = NULL;
-        e = mb_db_exec(&c->db, NULL,
-                       "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 "
-                       "AND created_at < now() - interval '24 hours'",
-                       2, p);
+        e = mb_db_defer(&c->db, /* it rides with the claim below */
+                        "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 "
+                        "AND created_at < now() - interval '24 hours'",
+                        2, p);
         if (e == MB_OK)
             e = mb_db_exec(&c->db, &res,
                            "INSERT INTO idempotency_keys (scope, key, request_hash, status, body, "

@@ -433,9 +433,10 @@ void mb_reply_partner_doc(mb_ctx *c, bool need_partner_center, const char *pmc_d
     mb_reply_gated_doc(c, need_partner_center, pmc_detail, sql, 2, p, what);
 }
 
-bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
+/* The answer to a loaded (or not found) benefit of the URL: 404, or R8's 403
+ * for a technical benefit the caller may not see. */
+static bool take_benefit(mb_ctx *c, mb_err e, const mb_benefit *b)
 {
-    mb_err e = mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b);
     if (e == MB_E_NOT_FOUND)
         mb_reply_problem(c, e, "No such benefit.");
     else if (e != MB_OK)
@@ -449,4 +450,44 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
         return false;
     }
     return true;
+}
+
+bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
+{
+    return take_benefit(c, mb_benefit_load(&c->db, c->param[0], c->param[1], for_update, b), b);
+}
+
+bool mb_gate_benefit(mb_ctx *c, bool for_update, mb_benefit *b, bool (*between)(mb_ctx *, void *),
+                     void *arg, int nextra, const mb_q *extra, PGresult **extra_out)
+{
+    memset(b, 0, sizeof(*b));
+    for (int i = 0; i < nextra; i++)
+        extra_out[i] = NULL;
+    if (nextra < 0 || nextra > 2 || !gate_tenant(c, c->param[0]))
+        return false;
+    const char *gp[] = {c->param[0]};
+    const char *bp[] = {c->param[0], c->param[1]};
+    mb_q q[4] = {{"SELECT membership_location FROM partners WHERE id = $1", 1, gp}};
+    int n = 1;
+    bool has_b = mb_is_uuid(c->param[1]); /* else: no such benefit, and no extra */
+    if (has_b) {
+        q[n++] = (mb_q){for_update ? MB_BENEFIT_SQL_FOR_UPDATE : MB_BENEFIT_SQL, 2, bp};
+        for (int i = 0; i < nextra; i++)
+            q[n++] = extra[i];
+    }
+    PGresult *r[4] = {NULL, NULL, NULL, NULL};
+    mb_err e = mb_db_exec_many(&c->db, n, q, r, NULL);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return false;
+    }
+    bool ok = gate_row(c, r[0], true, NULL) && (between == NULL || between(c, arg)) &&
+              take_benefit(c, has_b ? mb_benefit_parse(r[1], b) : MB_E_NOT_FOUND, b);
+    for (int i = 0; i < 2 + nextra && i < n; i++) {
+        if (ok && i >= 2)
+            extra_out[i - 2] = r[i];
+        else
+            PQclear(r[i]);
+    }
+    return ok;
 }

@@ -124,6 +124,22 @@ bool mb_lock_purchase(mb_ctx *c, const char *partner_id, const char *purchase_id
     return true;
 }
 
+const char MB_PENDING_CANCELLATION_OF_BENEFIT_SQL[] =
+    "SELECT id::text FROM cancellation_requests WHERE purchase_id = "
+    "(SELECT purchase_id FROM benefits WHERE id = $1::uuid) AND status = 'pending'";
+
+bool mb_no_pending_cancellation_in(mb_ctx *c, const PGresult *r)
+{
+    if (PQntuples(r) == 0)
+        return true;
+    mb_reply_problem_x(c, MB_E_CANCELLATION_PENDING,
+                       json_pack("{s:s}", "cancellation_request_id", PQgetvalue(r, 0, 0)),
+                       "A cancellation of this purchase is pending (request %s): its keys, "
+                       "seats and activations wait until an operator completes or rejects it.",
+                       PQgetvalue(r, 0, 0));
+    return false;
+}
+
 bool mb_no_pending_cancellation(mb_ctx *c, const char *purchase_id)
 {
     const char *p[] = {purchase_id};
@@ -136,17 +152,9 @@ bool mb_no_pending_cancellation(mb_ctx *c, const char *purchase_id)
         mb_reply_err(c, e);
         return false;
     }
-    if (PQntuples(r) == 0) {
-        mb_db_clear(&r);
-        return true;
-    }
-    mb_reply_problem_x(c, MB_E_CANCELLATION_PENDING,
-                       json_pack("{s:s}", "cancellation_request_id", PQgetvalue(r, 0, 0)),
-                       "A cancellation of this purchase is pending (request %s): its keys, "
-                       "seats and activations wait until an operator completes or rejects it.",
-                       PQgetvalue(r, 0, 0));
+    bool ok = mb_no_pending_cancellation_in(c, r);
     mb_db_clear(&r);
-    return false;
+    return ok;
 }
 
 mb_err mb_cancel_apply(mb_ctx *c, const char *purchase_id, const char *benefit_id,
@@ -240,8 +248,7 @@ static void cancellation(mb_ctx *c)
         return;
     }
     char summary[160], details[256];
-    mb_err e = mb_cancel_apply(c, c->param[1], NULL, f.price, f.currency, summary,
-                               sizeof(summary));
+    mb_err e = mb_cancel_apply(c, c->param[1], NULL, f.price, f.currency, summary, sizeof(summary));
     snprintf(details, sizeof(details), "{\"refund\":{\"amount\":%s,\"currency\":\"%s\"},%s}",
              f.price, f.currency, summary);
     if (e == MB_OK)

@@ -7,12 +7,12 @@
 #include "mb_http.h"
 
 typedef struct {
-    char status[16];  /* purchases.status */
-    bool active;      /* active and inside its term */
-    long long age;    /* seconds since purchased_at */
-    bool software;    /* a software key of the purchase was handed out */
+    char status[16]; /* purchases.status */
+    bool active;     /* active and inside its term */
+    long long age;   /* seconds since purchased_at */
+    bool software;   /* a software key of the purchase was handed out */
     char window_ends_at[48];
-    char price[32];   /* the package's price and currency */
+    char price[32]; /* the package's price and currency */
     char currency[8];
 } mb_refund_facts;
 
@@ -34,6 +34,10 @@ bool mb_lock_purchase(mb_ctx *c, const char *partner_id, const char *purchase_id
  * and activations answer 409 cancellation-pending: answers that and returns
  * false; true when none is pending. */
 bool mb_no_pending_cancellation(mb_ctx *c, const char *purchase_id);
+/* The same check as a statement of a pipeline ($1 a benefit of the purchase; run it after the
+ * benefit is locked, as a statement of its own), and its answer from the result. */
+extern const char MB_PENDING_CANCELLATION_OF_BENEFIT_SQL[];
+bool mb_no_pending_cancellation_in(mb_ctx *c, const PGresult *r);
 
 /* Cancels a whole purchase (benefit_id NULL) or one benefit of it: pending
  * activations rejected, seats released, benefit(s) cancelled; a purchase gets

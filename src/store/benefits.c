@@ -10,35 +10,22 @@ static void copy(char *dst, size_t n, PGresult *r, int col)
     snprintf(dst, n, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
 }
 
-mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id, bool for_update,
-                       mb_benefit *out)
+#define BENEFIT_SELECT                                                                             \
+    "SELECT b.id, b.purchase_id, b.product_id, b.category, "                                       \
+    "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "                  \
+    "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "                \
+    "FROM benefits b JOIN products p ON p.id = b.product_id "                                      \
+    "JOIN purchases pu ON pu.id = b.purchase_id "                                                  \
+    "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid"
+
+const char MB_BENEFIT_SQL[] = BENEFIT_SELECT;
+const char MB_BENEFIT_SQL_FOR_UPDATE[] = BENEFIT_SELECT " FOR UPDATE OF b";
+
+mb_err mb_benefit_parse(PGresult *r, mb_benefit *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!mb_is_uuid(partner_id) || !mb_is_uuid(benefit_id))
+    if (PQntuples(r) != 1)
         return MB_E_NOT_FOUND;
-    const char *p[] = {partner_id, benefit_id};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(
-        db, &r,
-        for_update ? "SELECT b.id, b.purchase_id, b.product_id, b.category, "
-                     "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
-                     "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
-                     "FROM benefits b JOIN products p ON p.id = b.product_id "
-                     "JOIN purchases pu ON pu.id = b.purchase_id "
-                     "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid FOR UPDATE OF b"
-                   : "SELECT b.id, b.purchase_id, b.product_id, b.category, "
-                     "benefit_status(b.status, pu.term_end, b.expires_at), p.cloud_kind, p.unit, "
-                     "p.offer_requirement, p.offer_duration_days, b.quantity, b.used, p.portal_url "
-                     "FROM benefits b JOIN products p ON p.id = b.product_id "
-                     "JOIN purchases pu ON pu.id = b.purchase_id "
-                     "WHERE b.partner_id = $1::uuid AND b.id = $2::uuid",
-        2, p);
-    if (e != MB_OK)
-        return e;
-    if (PQntuples(r) != 1) {
-        mb_db_clear(&r);
-        return MB_E_NOT_FOUND;
-    }
     copy(out->id, sizeof(out->id), r, 0);
     copy(out->purchase_id, sizeof(out->purchase_id), r, 1);
     copy(out->product_id, sizeof(out->product_id), r, 2);
@@ -51,8 +38,22 @@ mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id
     out->quantity = atoi(PQgetvalue(r, 0, 9));
     out->used = atoi(PQgetvalue(r, 0, 10));
     copy(out->portal_url, sizeof(out->portal_url), r, 11);
-    mb_db_clear(&r);
     return MB_OK;
+}
+
+mb_err mb_benefit_load(mb_db *db, const char *partner_id, const char *benefit_id, bool for_update,
+                       mb_benefit *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!mb_is_uuid(partner_id) || !mb_is_uuid(benefit_id))
+        return MB_E_NOT_FOUND;
+    const char *p[] = {partner_id, benefit_id};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(db, &r, for_update ? MB_BENEFIT_SQL_FOR_UPDATE : MB_BENEFIT_SQL, 2, p);
+    if (e == MB_OK)
+        e = mb_benefit_parse(r, out);
+    mb_db_clear(&r);
+    return e;
 }
 
 bool mb_benefit_closed(const mb_benefit *b)

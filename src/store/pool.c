@@ -272,11 +272,15 @@ mb_err mb_db_defer(mb_db *db, const char *sql, int n, const char *const *params)
     return MB_OK;
 }
 
-mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params)
+mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *q, PGresult **outs, int *failed_at)
 {
-    if (out)
-        *out = NULL;
+    for (int i = 0; i < n; i++)
+        outs[i] = NULL;
     db->sqlstate[0] = db->constraint[0] = '\0';
+    if (n < 1 || n > 4) {
+        deferred_clear(db);
+        return MB_E_INTERNAL;
+    }
     if (db->conn == NULL) {
         int slot = acquire();
         if (slot < 0) {
@@ -288,72 +292,92 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
     }
     conn_slot *s = &pool.slots[db->slot];
     unsigned long trips0 = s->trips;
-    /* The deferred statements first, then this one: one round trip. */
-    mb_q qs[DEFER_MAX + 1];
+    /* The deferred statements first, then these: one round trip. */
+    mb_q qs[DEFER_MAX + 4];
     int nd = has_deferred(db) ? db->deferred->count : 0;
     for (int i = 0; i < nd; i++)
         qs[i] = (mb_q){db->deferred->q[i].sql, db->deferred->q[i].n,
                        (const char *const *)db->deferred->q[i].params};
-    qs[nd] = (mb_q){sql, n, params};
-    int nq = nd + 1, failed;
-    /* Nothing ran yet in this transaction (its BEGIN goes with this
-     * statement, and no COMMIT was sent): a failure here can be retried. A
+    bool reads = !db->in_tx, commit = false;
+    for (int i = 0; i < n; i++) {
+        qs[nd + i] = q[i];
+        reads = reads && read_only_sql(q[i].sql);
+        commit = commit || strcmp(q[i].sql, "COMMIT") == 0;
+    }
+    int nq = nd + n;
+    /* Nothing ran yet in this transaction (its BEGIN goes with these
+     * statements, and no COMMIT was sent): a failure here can be retried. A
      * COMMIT, or any statement after the first of a transaction, is never
      * retried: the write may or may not have committed, and only the client
      * can tell (Idempotency-Key); it gets a 503. */
     bool begin = db->begin_pending;
     db->begin_pending = false;
-    bool retry_ok = (begin && strcmp(sql, "COMMIT") != 0) || (!db->in_tx && read_only_sql(sql));
-    PGresult *r = mb_run_pipeline(s, qs, nq, begin, &failed);
-    if (lost_primary(db->conn, r) && retry_ok) {
+    bool retry_ok = (begin && !commit) || reads;
+    PGresult *res[DEFER_MAX + 4], *err = NULL;
+    int failed = mb_run_pipeline(s, qs, nq, begin, res, &err);
+    if (failed < nq && lost_primary(db->conn, err) && retry_ok) {
         /* The server went away since this connection was last used (a
          * restart, a failover) or was demoted: reconnect, to whichever node
          * is primary now, and try once more. */
-        PQclear(r);
+        PQclear(err);
         PQreset(db->conn);
         mb_stmts_clear(s);
         s->dealloc = false;
-        r = PQstatus(db->conn) == CONNECTION_OK ? mb_run_pipeline(s, qs, nq, begin, &failed) : NULL;
-        if (lost_primary(db->conn, r))
+        err = NULL;
+        failed =
+            PQstatus(db->conn) == CONNECTION_OK ? mb_run_pipeline(s, qs, nq, begin, res, &err) : 0;
+        if (failed < nq && lost_primary(db->conn, err))
             s->reset = true;
-    } else if (lost_primary(db->conn, r)) {
+    } else if (failed < nq && lost_primary(db->conn, err)) {
         s->reset = true; /* reconnect when this slot is next taken */
-    } else if (stale_statement(r)) {
-        PQclear(r);
+    } else if (failed < nq && stale_statement(err)) {
+        PQclear(err);
+        err = NULL;
         mb_stmts_clear(s);
         s->dealloc = true;
-        if (!retry_ok) {
-            r = NULL; /* the transaction is aborted: answer 503, the client retries */
-        } else {
+        if (retry_ok) {
             if (begin && PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
                 s->trips++;
                 PGresult *rb = PQexec(db->conn, "ROLLBACK");
                 PQclear(rb);
             }
-            r = mb_run_pipeline(s, qs, nq, begin, &failed);
-        }
+            failed = mb_run_pipeline(s, qs, nq, begin, res, &err);
+        } /* else the transaction is aborted: answer 503, the client retries */
     }
     deferred_clear(db);
     db->trips += (unsigned)(s->trips - trips0);
-    ExecStatusType st = PQresultStatus(r);
-    if (r != NULL && failed == nq && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
-        if (out)
-            *out = r;
-        else
-            PQclear(r);
+    if (failed == nq) {
+        for (int i = 0; i < nd; i++)
+            PQclear(res[i]);
+        for (int i = 0; i < n; i++)
+            outs[i] = res[nd + i];
         return MB_OK;
     }
-    mb_err e = map_error(db, r);
+    if (failed_at)
+        *failed_at = failed - nd;
+    mb_err e = map_error(db, err);
     if (failed >= 0 && failed < nd && e != MB_E_UNAVAILABLE) {
         /* A deferred statement (an audit row, an event) failed: the caller's
-         * statement did not run, and its error codes are not this one's. */
+         * statements did not run, and its error codes are not this one's. */
         if (e != MB_E_INTERNAL)
             y_log_message(Y_LOG_LEVEL_ERROR, "deferred statement failed: %s %s", db->sqlstate,
-                          r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : "");
+                          err ? PQresultErrorField(err, PG_DIAG_MESSAGE_PRIMARY) : "");
         db->constraint[0] = '\0';
         e = MB_E_INTERNAL;
     }
-    PQclear(r);
+    PQclear(err);
+    return e;
+}
+
+mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char *const *params)
+{
+    const mb_q q = {sql, n, params};
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec_many(db, 1, &q, &r, NULL);
+    if (out)
+        *out = r;
+    else
+        PQclear(r);
     return e;
 }
 

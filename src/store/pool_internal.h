@@ -7,6 +7,8 @@
 #include <libpq-fe.h>
 #include <stdbool.h>
 
+#include "mb_db.h"
+
 /* Prepared statements, per connection: an open-addressing table keyed by the
  * caller's SQL pointer (constant strings), checked against a copy of the text so
  * that a different text at a reused address is never run under the old name. */
@@ -28,13 +30,6 @@ typedef struct {
     unsigned long trips; /* round trips made on this connection */
 } conn_slot;
 
-/* One statement of a pipeline. */
-typedef struct {
-    const char *sql; /* a constant string: the prepared statement's key */
-    int n;
-    const char *const *params;
-} mb_q;
-
 #define MB_PIPE_MAX 16 /* statements in one pipeline */
 
 /* Forgets every prepared statement of a slot (after a reconnect the server has
@@ -44,9 +39,10 @@ void mb_stmts_clear(conn_slot *s);
 /* Runs qs[0..nq-1] (nq <= MB_PIPE_MAX) on the slot's connection in one round trip
  * (libpq's pipeline mode), each as a prepared statement, prepared in the same round
  * trip when this connection has not seen it; with begin, a BEGIN goes first. Returns
- * the last statement's result when every one worked, else the first failure's (an
- * error result, or NULL when the connection is lost or memory is short), with *failed
- * its index (-1: the BEGIN); *failed is nq when all worked. */
-PGresult *mb_run_pipeline(conn_slot *s, const mb_q *qs, int nq, bool begin, int *failed);
+ * nq when every one worked, with res[i] each one's result; else the index of the first
+ * that failed (-1: the BEGIN), with *err its result (an error result, or NULL when the
+ * connection is lost or memory is short) and no res. */
+int mb_run_pipeline(conn_slot *s, const mb_q *qs, int nq, bool begin, PGresult **res,
+                    PGresult **err);
 
 #endif

@@ -93,28 +93,27 @@ static bool result_ok(const PGresult *r)
 }
 
 /* Without pipeline mode (an old server): one round trip per statement. */
-static PGresult *run_each(conn_slot *s, const mb_q *qs, plan *pl, int nq, bool begin, int *failed)
+static int run_each(conn_slot *s, const mb_q *qs, plan *pl, int nq, bool begin, PGresult **res,
+                    PGresult **err)
 {
     PGresult *r;
     if (begin) {
         s->trips++;
         r = PQexec(s->conn, "BEGIN");
         if (!result_ok(r)) {
-            *failed = -1;
-            return r;
+            *err = r;
+            return -1;
         }
         PQclear(r);
     }
-    r = NULL;
     for (int i = 0; i < nq; i++) {
-        PQclear(r);
         if (pl[i].copy != NULL) {
             s->trips++;
             r = PQprepare(s->conn, pl[i].name, qs[i].sql, qs[i].n, NULL);
             pl[i].prepared = result_ok(r);
             if (!pl[i].prepared) {
-                *failed = i;
-                return r;
+                *err = r;
+                return i;
             }
             PQclear(r);
         }
@@ -123,12 +122,12 @@ static PGresult *run_each(conn_slot *s, const mb_q *qs, plan *pl, int nq, bool b
                 ? PQexecPrepared(s->conn, pl[i].name, qs[i].n, qs[i].params, NULL, NULL, 0)
                 : PQexecParams(s->conn, qs[i].sql, qs[i].n, NULL, qs[i].params, NULL, NULL, 0);
         if (!result_ok(r)) {
-            *failed = i;
-            return r;
+            *err = r;
+            return i;
         }
+        res[i] = r;
     }
-    *failed = nq;
-    return r;
+    return nq;
 }
 
 /* Sends the pipeline; returns how many queries went out (each gives one
@@ -159,41 +158,46 @@ static int send_all(conn_slot *s, const mb_q *qs, const plan *pl, int nq, bool b
     return sent;
 }
 
-PGresult *mb_run_pipeline(conn_slot *s, const mb_q *qs, int nq, bool begin, int *failed)
+int mb_run_pipeline(conn_slot *s, const mb_q *qs, int nq, bool begin, PGresult **res,
+                    PGresult **err)
 {
     plan pl[MB_PIPE_MAX];
     memset(pl, 0, sizeof(pl));
     int fresh = 0;
-    for (int i = 0; i < nq; i++)
+    for (int i = 0; i < nq; i++) {
+        res[i] = NULL;
         plan_one(s, qs, pl, i, &fresh);
+    }
+    *err = NULL;
 
-    PGresult *r;
+    int failed;
     if ((!begin && nq == 1 && pl[0].copy == NULL) || PQenterPipelineMode(s->conn) != 1) {
-        r = run_each(s, qs, pl, nq, begin, failed); /* one query: no pipeline needed */
+        failed = run_each(s, qs, pl, nq, begin, res, err); /* one query: no pipeline needed */
         remember(s, qs, pl, nq);
-        return r;
+        return failed;
     }
     s->trips++;
     int who[2 * MB_PIPE_MAX + 1];
     int sent = send_all(s, qs, pl, nq, begin, who);
     int total = (begin ? 1 : 0) + nq + fresh;
     bool synced = PQpipelineSync(s->conn) == 1;
-    PGresult *keep = NULL;
-    *failed = nq;
+    failed = nq;
     for (int q = 0; q < sent; q++) {
         PGresult *got = PQgetResult(s->conn);
+        int owner = who[q] < -1 ? -2 - who[q] : who[q];
         if (got == NULL) { /* connection lost */
-            if (keep == NULL)
-                *failed = who[q] < -1 ? -2 - who[q] : who[q];
+            if (failed == nq)
+                failed = owner;
             break;
         }
         bool ok = result_ok(got);
         if (who[q] < -1)
-            pl[-2 - who[q]].prepared = ok;
-        if (keep == NULL && (!ok || (who[q] == nq - 1 && sent == total && synced))) {
-            keep = got;
-            if (!ok)
-                *failed = who[q] < -1 ? -2 - who[q] : who[q];
+            pl[owner].prepared = ok;
+        if (!ok && failed == nq) {
+            failed = owner; /* the first failure; the rest were skipped */
+            *err = got;
+        } else if (ok && who[q] >= 0 && failed == nq) {
+            res[owner] = got;
         } else {
             PQclear(got);
         }
@@ -206,8 +210,13 @@ PGresult *mb_run_pipeline(conn_slot *s, const mb_q *qs, int nq, bool begin, int 
             break;
     }
     PQexitPipelineMode(s->conn);
-    if (keep == NULL && *failed == nq) /* not all sent, or no sync: treat as lost */
-        *failed = nq - 1;
+    if (failed == nq && (sent < total || !synced))
+        failed = nq - 1; /* not all sent: treat as a lost connection */
+    if (failed < nq)
+        for (int i = 0; i < nq; i++) {
+            PQclear(res[i]);
+            res[i] = NULL;
+        }
     remember(s, qs, pl, nq);
-    return keep;
+    return failed;
 }

@@ -1,8 +1,10 @@
 """Round trips to PostgreSQL per write. The statements whose answer a route does not wait for
 (the audit row, the outbox event, the idempotency record: `mb_db_defer`) are sent with the
 transaction's next statement or with its COMMIT, in one round trip (libpq's pipeline mode), and
-the access log counts each request's round trips (`db_trips`). Before, a seat assignment took
-9 and its removal 6. That nothing is half-written when a deferred statement fails is
+the access log counts each request's round trips (`db_trips`). The seat routes also send their
+checks together: the partner gate, the benefit locked, the pending cancellation and the user
+(`mb_gate_benefit`), and the seat with its document. Before, a seat assignment took 9 round
+trips and its removal 6. That nothing is half-written when a deferred statement fails is
 tests/api/test_faults_midway.py (the planted failure is on the event's insert, now deferred)."""
 import re
 import uuid
@@ -37,14 +39,14 @@ def test_a_seat_assignment_and_its_removal_take_fewer_round_trips():
         r = ga.post(path, json={"user_id": t.users[5]}, headers={"X-Request-Id": f"rt-c-{tag}"})
         assert r.status_code == 409, r.text
     log = srv.log()
-    # BEGIN with the partner gate; the benefit locked; the pending-cancellation and user
-    # checks; the INSERT; the answer's document; the audit row, the event and the COMMIT
-    assert _trips(log, f"rt-a-{tag}") == 7
-    # BEGIN with the gate; the benefit locked; the DELETE; audit, event and COMMIT
-    assert _trips(log, f"rt-r-{tag}") == 4
-    # and the key's two statements first; its record goes with the COMMIT
-    assert _trips(log, f"rt-i-{tag}") == 9
-    assert _trips(log, f"rt-c-{tag}") == 6  # five statements, then the ROLLBACK
+    # BEGIN, the partner gate, the benefit locked, the pending cancellation, the user; the
+    # INSERT and the answer's document; the audit row, the event and the COMMIT
+    assert _trips(log, f"rt-a-{tag}") == 3
+    # BEGIN, the gate, the benefit locked; the DELETE; the audit row, the event, the COMMIT
+    assert _trips(log, f"rt-r-{tag}") == 3
+    # the key claimed first (its expired form deleted on the way); its record goes with the COMMIT
+    assert _trips(log, f"rt-i-{tag}") == 4
+    assert _trips(log, f"rt-c-{tag}") == 3  # the checks, the refused INSERT, the ROLLBACK
     # what was deferred was written, once, in the request's transaction
     for rid, n in ((f"rt-a-{tag}", 1), (f"rt-r-{tag}", 1), (f"rt-i-{tag}", 1), (f"rt-c-{tag}", 0)):
         assert db_val("SELECT count(*) FROM audit_events WHERE request_id = %s", rid) == n, rid
