@@ -52,10 +52,11 @@ mb_err mb_db_exec(mb_db *db, PGresult **out, const char *sql, int n, const char 
  * would have run now. Its failure is the next statement's failure (MB_E_INTERNAL, or
  * MB_E_UNAVAILABLE for a lost connection): the transaction does not commit. A rollback drops
  * it. Outside a transaction it runs at once. Parameters are copied. */
-/* Runs n statements (n <= 4) in one round trip, each its own statement, in order (so a later
- * one sees what an earlier one changed or locked), as mb_db_exec runs one. MB_OK when all worked,
- * outs[i] each one's result (PQclear them). Else the first failure's error (db->constraint),
- * *failed its index (may be NULL), and no outs. */
+#define MB_EXEC_MANY_MAX 6
+/* Runs n statements (n <= MB_EXEC_MANY_MAX) in one round trip, each its own statement, in order (so
+ * a later one sees what an earlier one changed or locked), as mb_db_exec runs one. MB_OK when all
+ * worked, outs[i] each one's result (PQclear them). Else the first failure's error
+ * (db->constraint), *failed its index (may be NULL), and no outs. */
 mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *qs, PGresult **outs, int *failed);
 mb_err mb_db_defer(mb_db *db, const char *sql, int n, const char *const *params);
 /* Frees a result and forgets it, so that a later error path's clear of the same variable is

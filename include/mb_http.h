@@ -138,7 +138,7 @@ bool mb_reply_gated_doc(mb_ctx *c, bool need_partner_center, const char *pmc_det
 struct mb_benefit;
 bool mb_load_url_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b);
 /* mb_partner_gate (Partner Center needed) and mb_load_url_benefit in one round trip, with up to
- * two extra statements after them (each its own statement, so it sees the benefit locked), whose
+ * three extra statements after them (each its own statement, so it sees the benefit locked), whose
  * results land in extra_out when all passed (the caller clears them). between, when set, runs
  * after the gate passed and before the benefit is looked at (a body check keeps its place in
  * the order of the answers); it answers and returns false to stop. Answers and returns false

@@ -463,11 +463,11 @@ bool mb_gate_benefit(mb_ctx *c, bool for_update, mb_benefit *b, bool (*between)(
     memset(b, 0, sizeof(*b));
     for (int i = 0; i < nextra; i++)
         extra_out[i] = NULL;
-    if (nextra < 0 || nextra > 2 || !gate_tenant(c, c->param[0]))
+    if (nextra < 0 || nextra > 3 || !gate_tenant(c, c->param[0]))
         return false;
     const char *gp[] = {c->param[0]};
     const char *bp[] = {c->param[0], c->param[1]};
-    mb_q q[4] = {{"SELECT membership_location FROM partners WHERE id = $1", 1, gp}};
+    mb_q q[5] = {{"SELECT membership_location FROM partners WHERE id = $1", 1, gp}};
     int n = 1;
     bool has_b = mb_is_uuid(c->param[1]); /* else: no such benefit, and no extra */
     if (has_b) {
@@ -475,7 +475,7 @@ bool mb_gate_benefit(mb_ctx *c, bool for_update, mb_benefit *b, bool (*between)(
         for (int i = 0; i < nextra; i++)
             q[n++] = extra[i];
     }
-    PGresult *r[4] = {NULL, NULL, NULL, NULL};
+    PGresult *r[5] = {NULL, NULL, NULL, NULL, NULL};
     mb_err e = mb_db_exec_many(&c->db, n, q, r, NULL);
     if (e != MB_OK) {
         mb_reply_err(c, e);

@@ -278,93 +278,106 @@ static bool take_keys(mb_ctx *c, const mb_benefit *b)
     return true;
 }
 
-/* POST /v1/partners/{partnerId}/benefits/{benefitId}/keys */
-static void keys_reveal(mb_ctx *c)
+/* The reveal's body, checked once the gate passed (mb_gate_benefit's between). */
+typedef struct {
+    json_t *body; /* kept: language and os point into it */
+    const char *language, *os;
+} reveal_body;
+
+static bool read_reveal_body(mb_ctx *c, void *arg)
 {
-    if (!mb_require(c, MB_ACT_KEYS) || !mb_partner_gate(c, c->param[0], true, NULL))
-        return;
+    reveal_body *a = arg;
     json_t *body = mb_body(c, false);
     if (body == NULL)
-        return;
+        return false;
     static const char *const known[] = {"language", "os", NULL};
-    const char *language = NULL, *os = NULL;
     mb_verr verr;
     if (!mb_v_known(body, known, &verr) ||
-        !mb_v_str(body, "language", true, 1, 50, &language, &verr) ||
-        !mb_v_str(body, "os", true, 1, 50, &os, &verr)) {
+        !mb_v_str(body, "language", true, 1, 50, &a->language, &verr) ||
+        !mb_v_str(body, "os", true, 1, 50, &a->os, &verr)) {
         json_decref(body);
         mb_reply_verr(c, &verr);
-        return;
+        return false;
     }
+    a->body = body;
+    return true;
+}
 
-    mb_benefit b;
-    /* The lock on the benefit serialises reveals of the same benefit. */
-    if (!mb_load_url_benefit(c, true, &b)) {
-        json_decref(body);
-        return;
-    }
-    if (!has_keys(b.category, b.cloud_kind)) {
-        json_decref(body);
+/* What a reveal is refused for, in the order of the answers, from the first
+ * round trip (x: the pending cancellation, the catalog the benefit was bought
+ * with, whether it holds keys already); *first: it does not. */
+static bool reveal_allowed(mb_ctx *c, const mb_benefit *b, const reveal_body *rb,
+                           PGresult *const *x, bool *first)
+{
+    if (!has_keys(b->category, b->cloud_kind)) {
         mb_reply_problem_x(
             c, MB_E_VALIDATION,
             json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message", "has no keys"),
             "Keys apply to software and license-based cloud benefits only; this "
             "benefit is %s%s%s.",
-            b.category, b.cloud_kind[0] ? " " : "", b.cloud_kind);
-        return;
+            b->category, b->cloud_kind[0] ? " " : "", b->cloud_kind);
+        return false;
     }
-    if (mb_benefit_closed(&b)) {
-        json_decref(body);
+    if (mb_benefit_closed(b)) {
         mb_reply_problem(c, MB_E_BENEFIT_EXPIRED,
-                         "This benefit is %s; renew the package to get keys again.", b.status);
-        return;
+                         "This benefit is %s; renew the package to get keys again.", b->status);
+        return false;
     }
-    if (!mb_no_pending_cancellation(c, b.purchase_id)) {
-        json_decref(body);
-        return;
-    }
-
+    if (!mb_no_pending_cancellation_in(c, x[0]))
+        return false;
     /* What the benefit was bought with (sql/005_catalog.sql), not today's catalog. */
-    const char *pp[] = {b.id};
-    PGresult *r = NULL;
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT to_json(languages), to_json(os_types) FROM benefit_catalog "
-                          "WHERE benefit_id = $1::uuid",
-                          1, pp);
-    if (e != MB_OK || PQntuples(r) != 1) {
-        mb_db_clear(&r);
-        json_decref(body);
-        mb_reply_err(c, e != MB_OK ? e : MB_E_INTERNAL);
-        return;
+    if (PQntuples(x[1]) != 1) {
+        mb_reply_err(c, MB_E_INTERNAL);
+        return false;
     }
-    bool ok = offered(c, "language", language, PQgetvalue(r, 0, 0)) &&
-              offered(c, "os", os, PQgetvalue(r, 0, 1));
-    mb_db_clear(&r);
+    if (!offered(c, "language", rb->language, PQgetvalue(x[1], 0, 0)) ||
+        !offered(c, "os", rb->os, PQgetvalue(x[1], 0, 1)))
+        return false;
+    *first = strcmp(PQgetvalue(x[2], 0, 0), "f") == 0;
+    return true;
+}
+
+/* POST /v1/partners/{partnerId}/benefits/{benefitId}/keys. Round trips: the
+ * gate, the benefit locked (it serialises reveals of the same benefit) and
+ * the checks in one; the first reveal takes its keys; the reveal's row, audit
+ * row and event with the answer's read; the COMMIT. */
+static void keys_reveal(mb_ctx *c)
+{
+    if (!mb_require(c, MB_ACT_KEYS))
+        return;
+    const char *bp[] = {c->param[1]};
+    const mb_q checks[3] = {
+        {MB_PENDING_CANCELLATION_OF_BENEFIT_SQL, 1, bp},
+        {"SELECT to_json(languages), to_json(os_types) FROM benefit_catalog "
+         "WHERE benefit_id = $1::uuid",
+         1, bp},
+        {"SELECT EXISTS (SELECT 1 FROM license_keys WHERE benefit_id = $1::uuid)", 1, bp}};
+    PGresult *x[3] = {NULL, NULL, NULL};
+    reveal_body rb = {NULL, NULL, NULL};
+    mb_benefit b;
+    bool first = false;
+    bool ok = mb_gate_benefit(c, true, &b, read_reveal_body, &rb, 3, checks, x) &&
+              reveal_allowed(c, &b, &rb, x, &first);
+    for (int i = 0; i < 3; i++)
+        PQclear(x[i]);
+    json_t *body = rb.body;
+    const char *language = rb.language, *os = rb.os;
     if (!ok) {
         json_decref(body);
         return;
     }
-
-    const char *bp[] = {b.id};
-    e = mb_db_exec(&c->db, &r,
-                   "SELECT EXISTS (SELECT 1 FROM license_keys WHERE benefit_id = $1::uuid)", 1, bp);
-    if (e != MB_OK) {
-        json_decref(body);
-        mb_reply_err(c, e);
-        return;
-    }
-    bool first = strcmp(PQgetvalue(r, 0, 0), "f") == 0;
-    mb_db_clear(&r);
+    PGresult *r = NULL;
+    mb_err e;
     if (first && !take_keys(c, &b)) {
         json_decref(body);
         return;
     }
 
     const char *rp[] = {b.id, language, os, mb_actor(c)};
-    e = mb_db_exec(&c->db, NULL,
-                   "INSERT INTO key_reveals (benefit_id, language, os, revealed_by) "
-                   "VALUES ($1::uuid, $2, $3, $4)",
-                   4, rp);
+    e = mb_db_defer(&c->db, /* with the answer's read below */
+                    "INSERT INTO key_reveals (benefit_id, language, os, revealed_by) "
+                    "VALUES ($1::uuid, $2, $3, $4)",
+                    4, rp);
     if (e == MB_OK) {
         json_t *d = json_pack("{s:s, s:s, s:b}", "language", language, "os", os, "first", first);
         char *details = d ? json_dumps(d, JSON_COMPACT) : NULL;

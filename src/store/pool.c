@@ -277,7 +277,7 @@ mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *q, PGresult **outs, int *fa
     for (int i = 0; i < n; i++)
         outs[i] = NULL;
     db->sqlstate[0] = db->constraint[0] = '\0';
-    if (n < 1 || n > 4) {
+    if (n < 1 || n > MB_EXEC_MANY_MAX) {
         deferred_clear(db);
         return MB_E_INTERNAL;
     }
@@ -293,7 +293,7 @@ mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *q, PGresult **outs, int *fa
     conn_slot *s = &pool.slots[db->slot];
     unsigned long trips0 = s->trips;
     /* The deferred statements first, then these: one round trip. */
-    mb_q qs[DEFER_MAX + 4];
+    mb_q qs[DEFER_MAX + MB_EXEC_MANY_MAX];
     int nd = has_deferred(db) ? db->deferred->count : 0;
     for (int i = 0; i < nd; i++)
         qs[i] = (mb_q){db->deferred->q[i].sql, db->deferred->q[i].n,
@@ -313,7 +313,7 @@ mb_err mb_db_exec_many(mb_db *db, int n, const mb_q *q, PGresult **outs, int *fa
     bool begin = db->begin_pending;
     db->begin_pending = false;
     bool retry_ok = (begin && !commit) || reads;
-    PGresult *res[DEFER_MAX + 4], *err = NULL;
+    PGresult *res[DEFER_MAX + MB_EXEC_MANY_MAX], *err = NULL;
     int failed = mb_run_pipeline(s, qs, nq, begin, res, &err);
     if (failed < nq && lost_primary(db->conn, err) && retry_ok) {
         /* The server went away since this connection was last used (a

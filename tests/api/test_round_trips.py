@@ -52,3 +52,29 @@ def test_a_seat_assignment_and_its_removal_take_fewer_round_trips():
         assert db_val("SELECT count(*) FROM audit_events WHERE request_id = %s", rid) == n, rid
         assert db_val("SELECT count(*) FROM events WHERE request_id = %s", rid) == n, rid
     assert db_val("SELECT status FROM idempotency_keys WHERE key = %s", f"rt-{tag}") == 201
+
+
+def test_a_key_reveal_takes_three_round_trips_and_the_first_six(op):
+    from test_keys import pool
+    pid, loaded = pool(op, 4)
+    t = Tenant()
+    b = t.benefit(pid, 2)
+    tag = uuid.uuid4().hex[:8]
+    body = {"language": "en-US", "os": "x64"}
+    with spawn_server() as srv:
+        ga = srv.client(t.token(0))
+        first = ga.post(t.path(b, "/keys"), json=body, headers={"X-Request-Id": f"rt-k1-{tag}"})
+        assert first.status_code == 200, first.text
+        again = ga.post(t.path(b, "/keys"), json=body, headers={"X-Request-Id": f"rt-k2-{tag}"})
+        assert again.status_code == 200, again.text
+        assert again.json()["keys"] == first.json()["keys"] == loaded[:2]
+    log = srv.log()
+    # BEGIN, the gate, the benefit locked, the pending cancellation, the catalog, any keys yet;
+    # the reveal's row, audit row and event with the answer's read; the COMMIT. Was 10.
+    assert _trips(log, f"rt-k2-{tag}") == 3
+    # and the first one takes its keys: the product locked, the keys, the benefit. Was 13.
+    assert _trips(log, f"rt-k1-{tag}") == 6
+    for rid in (f"rt-k1-{tag}", f"rt-k2-{tag}"):
+        assert db_val("SELECT count(*) FROM audit_events WHERE request_id = %s", rid) == 1
+        assert db_val("SELECT count(*) FROM events WHERE request_id = %s", rid) == 1
+    assert db_val("SELECT count(*) FROM key_reveals WHERE benefit_id = %s", b) == 2
