@@ -146,6 +146,14 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b);
 bool mb_gate_benefit(mb_ctx *c, bool for_update, struct mb_benefit *b,
                      bool (*between)(mb_ctx *, void *), void *arg, int nextra, const mb_q *extra,
                      PGresult **extra_out);
+/* The same, for a route whose Partner Center check depends on the benefit: the gate checks only
+ * that the partner exists, and location[16] receives its membership location for mb_gate_pmc. */
+bool mb_gate_benefit_at(mb_ctx *c, char *location, bool for_update, struct mb_benefit *b,
+                        bool (*between)(mb_ctx *, void *), void *arg, int nextra, const mb_q *extra,
+                        PGresult **extra_out);
+/* The gate's Partner Center half (R1) for a membership location read earlier: answers 409
+ * membership-in-pmc with pmc_detail (NULL: the usual words) and returns false for "pmc". */
+bool mb_gate_pmc(mb_ctx *c, const char *location, const char *pmc_detail);
 
 /* Audit event in the request's transaction. details_json may be NULL. */
 mb_err mb_audit(mb_ctx *c, const char *partner_id, const char *action, const char *target_type,

@@ -208,6 +208,9 @@ void mb_run_tx(mb_ctx *c, const mb_route *r)
             mb_reply_err(c, e);
         }
     } else {
+        /* a refused or failed write names nothing it made (a deferred statement can fail
+         * at the answer's read, after the route meant to answer 201) */
+        u_map_remove_from_key(c->resp->map_header, "Location");
         mb_db_rollback(&c->db);
     }
     free(hex);

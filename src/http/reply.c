@@ -228,15 +228,19 @@ static bool gate_row(mb_ctx *c, const PGresult *r, bool need_partner_center, con
         mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
         return false;
     }
-    if (need_partner_center && strcmp(PQgetvalue(r, 0, 0), "pmc") == 0) {
-        mb_reply_problem(c, MB_E_MEMBERSHIP_IN_PMC, "%s",
-                         pmc_detail ? pmc_detail
-                                    : "This partner's membership is still in Partner Membership "
-                                      "Center (PMC): manage its benefits in PMC until you are "
-                                      "invited to move to Partner Center.");
-        return false;
-    }
-    return true;
+    return !need_partner_center || mb_gate_pmc(c, PQgetvalue(r, 0, 0), pmc_detail);
+}
+
+bool mb_gate_pmc(mb_ctx *c, const char *location, const char *pmc_detail)
+{
+    if (strcmp(location, "pmc") != 0)
+        return true;
+    mb_reply_problem(c, MB_E_MEMBERSHIP_IN_PMC, "%s",
+                     pmc_detail ? pmc_detail
+                                : "This partner's membership is still in Partner Membership "
+                                  "Center (PMC): manage its benefits in PMC until you are "
+                                  "invited to move to Partner Center.");
+    return false;
 }
 
 bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
@@ -460,6 +464,13 @@ bool mb_load_url_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
 bool mb_gate_benefit(mb_ctx *c, bool for_update, mb_benefit *b, bool (*between)(mb_ctx *, void *),
                      void *arg, int nextra, const mb_q *extra, PGresult **extra_out)
 {
+    return mb_gate_benefit_at(c, NULL, for_update, b, between, arg, nextra, extra, extra_out);
+}
+
+bool mb_gate_benefit_at(mb_ctx *c, char *location, bool for_update, mb_benefit *b,
+                        bool (*between)(mb_ctx *, void *), void *arg, int nextra, const mb_q *extra,
+                        PGresult **extra_out)
+{
     memset(b, 0, sizeof(*b));
     for (int i = 0; i < nextra; i++)
         extra_out[i] = NULL;
@@ -481,8 +492,10 @@ bool mb_gate_benefit(mb_ctx *c, bool for_update, mb_benefit *b, bool (*between)(
         mb_reply_err(c, e);
         return false;
     }
-    bool ok = gate_row(c, r[0], true, NULL) && (between == NULL || between(c, arg)) &&
+    bool ok = gate_row(c, r[0], location == NULL, NULL) && (between == NULL || between(c, arg)) &&
               take_benefit(c, has_b ? mb_benefit_parse(r[1], b) : MB_E_NOT_FOUND, b);
+    if (ok && location != NULL)
+        snprintf(location, 16, "%s", PQgetvalue(r[0], 0, 0));
     for (int i = 0; i < 2 + nextra && i < n; i++) {
         if (ok && i >= 2)
             extra_out[i - 2] = r[i];

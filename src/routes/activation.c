@@ -16,7 +16,6 @@ const char mb_pmc_technical[] =
     "are activated and used through Partner Frontline until you are invited to move to Partner "
     "Center.";
 
-
 static bool is_technical(const mb_benefit *b)
 {
     return strcmp(b->category, "technical") == 0;
@@ -25,12 +24,6 @@ static bool is_technical(const mb_benefit *b)
 static bool is_gtm(const mb_benefit *b)
 {
     return strcmp(b->category, "go_to_market") == 0;
-}
-
-/* Loads the benefit (404 when it is not the partner's); answers on failure. */
-static bool load_benefit(mb_ctx *c, bool for_update, mb_benefit *b)
-{
-    return mb_load_url_benefit(c, for_update, b);
 }
 
 void mb_reply_benefit_closed(mb_ctx *c, const mb_benefit *b)
@@ -42,10 +35,10 @@ void mb_reply_benefit_closed(mb_ctx *c, const mb_benefit *b)
 }
 
 /* One document of a view by id; answers 404 when there is none. */
-static void reply_doc(mb_ctx *c, int status, const char *sql, const char *id, const char *what)
+static bool reply_doc(mb_ctx *c, int status, const char *sql, const char *id, const char *what)
 {
     const char *p[] = {id};
-    mb_reply_doc(c, status, sql, 1, p, what);
+    return mb_reply_doc(c, status, sql, 1, p, what);
 }
 
 /* --- Go-To-Market eligibility (R9) ------------------------------------------------------ */
@@ -70,11 +63,11 @@ static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
 {
     const char *p[] = {c->param[0], b->offer_requirement};
     PGresult *r = NULL;
-    mb_err e = mb_db_exec(
-        &c->db, &r,
-        "SELECT EXISTS (SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid), "
-        "array_to_json(gtm_ineligibility($1::uuid, $2))::text",
-        2, p);
+    mb_err e =
+        mb_db_exec(&c->db, &r,
+                   "SELECT EXISTS (SELECT 1 FROM marketing_contacts WHERE partner_id = $1::uuid), "
+                   "array_to_json(gtm_ineligibility($1::uuid, $2))::text",
+                   2, p);
     if (e != MB_OK || PQntuples(r) != 1) {
         mb_db_clear(&r);
         mb_reply_err(c, e != MB_OK ? e : MB_E_NOT_FOUND);
@@ -105,15 +98,59 @@ static bool gtm_allowed(mb_ctx *c, const mb_benefit *b)
     snprintf(text, sizeof(text), "%s", reason_text(first != NULL ? first : "a requirement"));
     /* `reasons` as the benefit's eligibility shows them; `missing` (the
      * requirement) as the first wave answered. */
-    mb_reply_problem_x(c, MB_E_NOT_ELIGIBLE,
-                       json_pack("{s:o,s:[s]}", "reasons", reasons, "missing",
-                                 b->offer_requirement),
-                       "This offer needs %s; the partner does not have it.", text);
+    mb_reply_problem_x(
+        c, MB_E_NOT_ELIGIBLE,
+        json_pack("{s:o,s:[s]}", "reasons", reasons, "missing", b->offer_requirement),
+        "This offer needs %s; the partner does not have it.", text);
     return false;
 }
 
 /* --- POST /v1/partners/{p}/benefits/{b}/activation ----------------------------------------- */
 
+/* What an activation request is refused for, in the order of the answers, from the first round
+ * trip (loc: the partner's membership location; x: the pending cancellation, the live
+ * activation). */
+static bool activation_allowed(mb_ctx *c, const mb_benefit *b, const char *loc, PGresult *const *x)
+{
+    if (is_technical(b)) {
+        if (!mb_require(c, MB_ACT_TECHNICAL) || !mb_gate_pmc(c, loc, mb_pmc_technical))
+            return false;
+    } else if (is_gtm(b)) {
+        if (!mb_require(c, MB_ACT_MARKETING) || !mb_gate_pmc(c, loc, NULL))
+            return false;
+    } else {
+        if (!mb_require(c, MB_ACT_READ) || !mb_gate_pmc(c, loc, NULL))
+            return false;
+        mb_reply_problem_x(c, MB_E_VALIDATION,
+                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
+                                     "not a technical or Go-To-Market benefit"),
+                           "Activation applies to technical and Go-To-Market benefits; this is "
+                           "a %s benefit.",
+                           b->category);
+        return false;
+    }
+    if (!mb_body_empty(c))
+        return false;
+    if (mb_benefit_closed(b)) {
+        mb_reply_benefit_closed(c, b);
+        return false;
+    }
+    if (!mb_no_pending_cancellation_in(c, x[0]))
+        return false;
+    if (PQntuples(x[1]) > 0) {
+        mb_reply_problem(c, MB_E_ACTIVATION_EXISTS,
+                         "This benefit already has a %s activation: "
+                         "/v1/partners/%s/activations/%s.",
+                         PQgetvalue(x[1], 0, 1), c->param[0], PQgetvalue(x[1], 0, 0));
+        return false;
+    }
+    return true;
+}
+
+/* Round trips: the gate, the benefit locked (it serialises activation requests of the same
+ * benefit), the pending cancellation and the live activation in one; a Go-To-Market offer's
+ * eligibility; the activation; the benefit's status, the audit row and the event with the
+ * answer's read; the COMMIT. */
 static void activation_create(mb_ctx *c)
 {
     /* Default deny first: only the roles that may activate something (R8,
@@ -125,65 +162,30 @@ static void activation_create(mb_ctx *c)
                          "admin or MPN partner admin. Ask your Global admin.");
         return;
     }
-    if (!mb_partner_gate(c, c->param[0], false, NULL))
-        return;
+    const char *bp[] = {c->param[1]};
+    const mb_q checks[2] = {{MB_PENDING_CANCELLATION_OF_BENEFIT_SQL, 1, bp},
+                            {"SELECT id::text, status FROM activations WHERE benefit_id = $1::uuid "
+                             "AND status IN ('pending', 'active')",
+                             1, bp}};
+    PGresult *x[2] = {NULL, NULL};
+    char membership[16] = "";
     mb_benefit b;
-    /* The lock serialises activation requests of the same benefit. */
-    if (!load_benefit(c, true, &b))
+    bool ok = mb_gate_benefit_at(c, membership, true, &b, NULL, NULL, 2, checks, x) &&
+              activation_allowed(c, &b, membership, x);
+    PQclear(x[0]);
+    PQclear(x[1]);
+    if (!ok)
         return;
-    if (is_technical(&b)) {
-        if (!mb_require(c, MB_ACT_TECHNICAL) ||
-            !mb_partner_gate(c, c->param[0], true, mb_pmc_technical))
-            return;
-    } else if (is_gtm(&b)) {
-        if (!mb_require(c, MB_ACT_MARKETING) || !mb_partner_gate(c, c->param[0], true, NULL))
-            return;
-    } else {
-        if (!mb_require(c, MB_ACT_READ) || !mb_partner_gate(c, c->param[0], true, NULL))
-            return;
-        mb_reply_problem_x(c, MB_E_VALIDATION,
-                           json_pack("{s:[{s:s,s:s}]}", "errors", "field", "benefitId", "message",
-                                     "not a technical or Go-To-Market benefit"),
-                           "Activation applies to technical and Go-To-Market benefits; this is "
-                           "a %s benefit.",
-                           b.category);
-        return;
-    }
-    if (!mb_body_empty(c))
-        return;
-    if (mb_benefit_closed(&b)) {
-        mb_reply_benefit_closed(c, &b);
-        return;
-    }
-    if (!mb_no_pending_cancellation(c, b.purchase_id))
-        return;
-    PGresult *r = NULL;
-    const char *pl[] = {b.id};
-    mb_err e = mb_db_exec(&c->db, &r,
-                          "SELECT id::text, status FROM activations WHERE benefit_id = $1::uuid "
-                          "AND status IN ('pending', 'active')",
-                          1, pl);
-    if (e != MB_OK) {
-        mb_reply_err(c, e);
-        return;
-    }
-    if (PQntuples(r) > 0) {
-        mb_reply_problem(c, MB_E_ACTIVATION_EXISTS,
-                         "This benefit already has a %s activation: "
-                         "/v1/partners/%s/activations/%s.",
-                         PQgetvalue(r, 0, 1), c->param[0], PQgetvalue(r, 0, 0));
-        mb_db_clear(&r);
-        return;
-    }
-    mb_db_clear(&r);
     if (is_gtm(&b) && !gtm_allowed(c, &b))
         return;
 
+    PGresult *r = NULL;
+    const char *pl[] = {b.id};
     const char *pi[] = {c->param[0], b.id, b.category, mb_actor(c)};
-    e = mb_db_exec(&c->db, &r,
-                   "INSERT INTO activations (partner_id, benefit_id, kind, requested_by) "
-                   "VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
-                   4, pi);
+    mb_err e = mb_db_exec(&c->db, &r,
+                          "INSERT INTO activations (partner_id, benefit_id, kind, requested_by) "
+                          "VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
+                          4, pi);
     if (e == MB_E_CONFLICT && strcmp(c->db.constraint, "activations_live_uq") == 0) {
         mb_reply_problem(c, MB_E_ACTIVATION_EXISTS,
                          "This benefit already has a pending or active activation.");
@@ -196,8 +198,8 @@ static void activation_create(mb_ctx *c)
     char id[40];
     snprintf(id, sizeof(id), "%s", PQgetvalue(r, 0, 0));
     mb_db_clear(&r);
-    e = mb_db_exec(&c->db, NULL, "UPDATE benefits SET status = 'pending' WHERE id = $1::uuid", 1,
-                   pl);
+    e = mb_db_defer(&c->db, /* with the audit row and the event, before the answer's read */
+                    "UPDATE benefits SET status = 'pending' WHERE id = $1::uuid", 1, pl);
     char details[128];
     snprintf(details, sizeof(details), "{\"benefit_id\":\"%s\",\"kind\":\"%s\"}", b.id, b.category);
     if (e == MB_OK)
@@ -209,7 +211,8 @@ static void activation_create(mb_ctx *c)
         mb_reply_err(c, e);
         return;
     }
-    reply_doc(c, 202, "SELECT doc FROM activation_docs WHERE id = $1::uuid", id, "activation");
+    if (!reply_doc(c, 202, "SELECT doc FROM activation_docs WHERE id = $1::uuid", id, "activation"))
+        return; /* the deferred statements failed with it: no Location */
     char loc[128];
     snprintf(loc, sizeof(loc), "/v1/partners/%s/activations/%s", c->param[0], id);
     mb_set_header(c, "Location", loc);

@@ -10,7 +10,7 @@ import re
 import uuid
 
 from helpers import db_val, spawn_server
-from test_seats import VS_ENTERPRISE, Tenant
+from test_seats import TECH_INCIDENTS, VS_ENTERPRISE, Tenant
 
 
 def _trips(log: str, rid: str) -> int:
@@ -78,3 +78,20 @@ def test_a_key_reveal_takes_three_round_trips_and_the_first_six(op):
         assert db_val("SELECT count(*) FROM audit_events WHERE request_id = %s", rid) == 1
         assert db_val("SELECT count(*) FROM events WHERE request_id = %s", rid) == 1
     assert db_val("SELECT count(*) FROM key_reveals WHERE benefit_id = %s", b) == 2
+
+
+def test_an_activation_request_takes_four_round_trips():
+    t = Tenant()
+    b = t.benefit(TECH_INCIDENTS, 10)
+    tag = uuid.uuid4().hex[:8]
+    with spawn_server() as srv:
+        ga = srv.client(t.token(0))
+        r = ga.post(t.path(b, "/activation"), headers={"X-Request-Id": f"rt-act-{tag}"})
+        assert r.status_code == 202, r.text
+        assert r.headers["Location"].endswith(r.json()["id"])
+    # BEGIN, the gate, the benefit locked, the pending cancellation, the live activation; the
+    # activation; the benefit's status, the audit row and the event with the answer's read; the
+    # COMMIT. Was 11 (the gate was read twice).
+    assert _trips(srv.log(), f"rt-act-{tag}") == 4
+    assert db_val("SELECT status FROM benefits WHERE id = %s", b) == "pending"
+    assert db_val("SELECT count(*) FROM events WHERE request_id = %s", f"rt-act-{tag}") == 1
