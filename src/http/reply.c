@@ -243,6 +243,9 @@ bool mb_gate_pmc(mb_ctx *c, const char *location, const char *pmc_detail)
     return false;
 }
 
+/* The gate's read: one statement text, so one prepared statement per connection. */
+static const char GATE_SQL[] = "SELECT membership_location FROM partners WHERE id = $1";
+
 bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center,
                      const char *pmc_detail)
 {
@@ -250,8 +253,7 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
         return false;
     PGresult *r = NULL;
     const char *p[] = {partner_id};
-    mb_err e =
-        mb_db_exec(&c->db, &r, "SELECT membership_location FROM partners WHERE id = $1", 1, p);
+    mb_err e = mb_db_exec(&c->db, &r, GATE_SQL, 1, p);
     if (e != MB_OK) {
         mb_reply_err(c, e);
         return false;
@@ -478,7 +480,7 @@ bool mb_gate_benefit_at(mb_ctx *c, char *location, bool for_update, mb_benefit *
         return false;
     const char *gp[] = {c->param[0]};
     const char *bp[] = {c->param[0], c->param[1]};
-    mb_q q[5] = {{"SELECT membership_location FROM partners WHERE id = $1", 1, gp}};
+    mb_q q[5] = {{GATE_SQL, 1, gp}};
     int n = 1;
     bool has_b = mb_is_uuid(c->param[1]); /* else: no such benefit, and no extra */
     if (has_b) {
