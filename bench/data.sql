@@ -127,8 +127,8 @@ END
 $$;
 INSERT INTO benefit_documents SELECT * FROM benefit_document_rows
 WHERE partner_id >= bench_id('b0000000', 1) AND partner_id <= bench_id('b0000000', 2500);
-UPDATE partners SET time_marks = partner_time_marks(id) WHERE id >= bench_id('b0000000', 1)
-    AND id <= bench_id('b0000000', 2500);
+UPDATE partner_versions SET time_marks = partner_time_marks(partner_id)
+WHERE partner_id >= bench_id('b0000000', 1) AND partner_id <= bench_id('b0000000', 2500);
 
 COMMIT;
 VACUUM ANALYZE;

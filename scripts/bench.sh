@@ -343,7 +343,7 @@ if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 	done
 	psql_bench -c "SELECT count(write_benefit_document(m.id)) FROM benefit_documents m
 		JOIN benefits b ON b.id = m.id WHERE (m.used, m.status) IS DISTINCT FROM (b.used, b.status)" >/dev/null
-	psql_bench -c "UPDATE partners SET data_version = data_version + 1" >/dev/null
+	psql_bench -c "UPDATE partner_versions SET data_version = data_version + 1" >/dev/null
 	read -r on off pct <<<"$(on_off "seat cycle, issue 17 triggers")"
 	WC_LINE="Seat cycle with issue 17's data-version and document triggers: $on req/s; without them: $off: with ÷ without = $pct %"
 fi

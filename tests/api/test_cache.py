@@ -167,13 +167,13 @@ def test_version_bumps_keep_no_setting_per_partner(db):
     assert len(ids) >= 2
     for pid in ids:
         cur.execute("BEGIN")
-        cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+        cur.execute("SELECT data_version FROM partner_versions WHERE partner_id = %s", (pid,))
         before = cur.fetchone()[0]
         for _ in range(2):
             cur.execute("INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
                         "VALUES (%s, 'test', 'test.bump', 'partner', %s)", (pid, pid))
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred bumps run now
-        cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+        cur.execute("SELECT data_version FROM partner_versions WHERE partner_id = %s", (pid,))
         assert cur.fetchone()[0] == before + 1, "bumped once per transaction"
         cur.execute("ROLLBACK")
     # A custom setting once used reads '' afterwards, one never used reads NULL (pg_settings

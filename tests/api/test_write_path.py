@@ -1,7 +1,7 @@
 """The data-version triggers after sql/017_write_path_triggers.sql: bump_partner_of_row names
 each table's columns instead of converting the row to jsonb, the seat row's own trigger fires on
-UPDATE only (its INSERT and DELETE change the benefit row, which bumps), and the partner row's
-own trigger skips the bump's UPDATE. Table-driven over every table the trigger is on: a table
+UPDATE only (its INSERT and DELETE change the benefit row, which bumps), and the partner row
+bumps through the same trigger, into partner_versions (sql/019). Table-driven over every table the trigger is on: a table
 with no row here fails, so a new one cannot be left out.
 
 Each change runs in a transaction that is rolled back, with the deferred triggers run first
@@ -50,6 +50,7 @@ CHANGES = {
     "cancellation_requests": [
         "INSERT INTO cancellation_requests (partner_id, purchase_id, reason, requested_by, "
         "refund_reasons) VALUES (%(p)s, %(pu)s, 'write path', 'test', '{test}')"],
+    "partners": ["UPDATE partners SET name = name || '.' WHERE id = %(p)s"],
     "audit_events": [
         "INSERT INTO audit_events (partner_id, actor, action, target_type, target_id) "
         "VALUES (%(p)s, 'test', 'test.bump', 'partner', %(p)s)"],
@@ -60,7 +61,7 @@ CHANGES = {
 
 
 def _version(cur, pid: str) -> int:
-    cur.execute("SELECT data_version FROM partners WHERE id = %s", (pid,))
+    cur.execute("SELECT data_version FROM partner_versions WHERE partner_id = %s", (pid,))
     return cur.fetchone()[0]
 
 
@@ -134,13 +135,13 @@ def test_time_marks_follow_the_instants_only(db, fresh):
     try:
         cur.execute("UPDATE benefits SET used = used WHERE id = %(b)s", fresh)
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cur.execute("SELECT time_marks::text FROM partners WHERE id = %(p)s", fresh)
+        cur.execute("SELECT time_marks::text FROM partner_versions WHERE partner_id = %(p)s", fresh)
         marks = cur.fetchone()[0]
         cur.execute("SELECT set_config('mb.v_done', '', true)")
         cur.execute("UPDATE benefits SET expires_at = '2031-02-03T04:05:06Z' WHERE id = %(b)s",
                     fresh)
         cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        cur.execute("SELECT time_marks::text FROM partners WHERE id = %(p)s", fresh)
+        cur.execute("SELECT time_marks::text FROM partner_versions WHERE partner_id = %(p)s", fresh)
         now = cur.fetchone()[0]
         assert "2031-02-03" in now and "2031-02-03" not in marks
     finally:
@@ -150,5 +151,7 @@ def test_time_marks_follow_the_instants_only(db, fresh):
 def test_the_partner_row_bumps_once_for_its_own_change(db, fresh):
     assert _bumps(db, ["UPDATE partners SET name = name || '.' WHERE id = %(p)s"], fresh,
                   [fresh["p"]]) == [1]
-    # a bump is an UPDATE of the row too: it must not count itself again
+    # an UPDATE that changes nothing shows nothing new (sql/019: WHEN OLD.* IS DISTINCT FROM NEW.*)
+    assert _bumps(db, ["UPDATE partners SET name = name WHERE id = %(p)s"], fresh,
+                  [fresh["p"]]) == [0]
     assert _bumps(db, [CHANGES["audit_events"][0]], fresh, [fresh["p"]]) == [1]
