@@ -47,11 +47,10 @@ static struct {
 static atomic_ullong reads, queries;
 
 static const char *const SQL =
-    "SELECT p.id::text, p.membership_location, v.data_version::text || '-' || "
+    "SELECT v.partner_id::text, v.membership_location, v.data_version::text || '-' || "
     "(SELECT count(*) FROM unnest(v.time_marks) m WHERE m <= now())::text || '-' "
     "|| (SELECT version FROM catalog_version)::text "
-    "FROM partners p JOIN partner_versions v ON v.partner_id = p.id "
-    "WHERE p.id = ANY($1::uuid[])";
+    "FROM partner_versions v WHERE v.partner_id = ANY($1::uuid[])";
 
 /* Takes up to MAX_BATCH waiters from the queue's head (the lock held). */
 static waiter *take(void)

@@ -155,3 +155,17 @@ def test_the_partner_row_bumps_once_for_its_own_change(db, fresh):
     assert _bumps(db, ["UPDATE partners SET name = name WHERE id = %(p)s"], fresh,
                   [fresh["p"]]) == [0]
     assert _bumps(db, [CHANGES["audit_events"][0]], fresh, [fresh["p"]]) == [1]
+
+
+def test_the_version_row_follows_the_partner_location_and_lives_with_the_partner():
+    """partner_versions carries the one partner column the version read needs (sql/019): a new
+    partner gets its row, a moved membership its location, in the same transaction."""
+    f = fresh_partner()
+    q = "SELECT membership_location, data_version FROM partner_versions WHERE partner_id = %s"
+    [(location, version)] = db_all(q, f.partner)
+    assert location == "partner_center"
+    db_all("UPDATE partners SET membership_location = 'pmc' WHERE id = %s RETURNING id", f.partner)
+    assert db_all(q, f.partner) == [("pmc", version + 1)]
+    assert db_all("SELECT count(*) FROM partners p FULL JOIN partner_versions v "
+                  "ON v.partner_id = p.id AND v.membership_location = p.membership_location "
+                  "WHERE p.id IS NULL OR v.partner_id IS NULL") == [(0,)]
