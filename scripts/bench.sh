@@ -13,7 +13,9 @@
 #        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
 #        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off), writecost (the seat
 #        cycle with issue 17's data-version and document triggers on and off, alternating twice;
-#        prints with ÷ without), ceiling (the warm and 304 lines against the service and against
+#        prints with ÷ without), instructions (not in the default: PostgreSQL's instructions per
+#        seat pair, counted by valgrind in a single-user backend, with issue 17's triggers and
+#        without; installs valgrind), ceiling (the warm and 304 lines against the service and against
 #        bench/http_ceiling.c, the HTTP stack alone, alternating twice; prints both 304 ÷ 200);
 #        default "list plain warm 304 cold afterwrite mixed c256 seats writecost ceiling", about
 #        12 minutes),
@@ -406,6 +408,32 @@ fi
 stop_pid "$SVC_PID" 20 || warn "the service did not exit 0"
 SVC_PID=""
 
+# PostgreSQL's own work per seat write, counted instead of timed (CPU seconds on a shared
+# machine vary by more than the changes being weighed): a single-user backend, the cluster
+# stopped, runs the seat cycle's statements (bench/seat_statements.py: prepared, generic plans,
+# fixed ids) under valgrind's callgrind, once with issue 17's triggers and once without. Two
+# runs of one database differ by under 0.5 %.
+IN_LINE=""
+count_instructions() { # NAME [SQL...] : instructions of 300 seat pairs
+	"$PY" bench/seat_statements.py 300 "$OUT/seats-$1.sql" "${@:2}" || die "seat_statements.py failed"
+	chmod 644 "$OUT/seats-$1.sql"
+	pg_as valgrind --tool=callgrind --callgrind-out-file="$PG_TMP/callgrind-$1.out" \
+		"$PG_BIN/postgres" --single -D "$PG_DATA" mpn <"$OUT/seats-$1.sql" \
+		>"$OUT/single-$1.log" 2>"$OUT/valgrind-$1.log" || die "the single-user run failed ($OUT/valgrind-$1.log)"
+	! grep -q ERROR "$OUT/single-$1.log" || die "a statement failed ($OUT/single-$1.log)"
+	sed -n 's/.*I *refs: *//p' "$OUT/valgrind-$1.log" | tr -d ,
+}
+if want instructions; then
+	ensure_packages profile
+	pg_stop "$PG_DATA"
+	log "callgrind: 300 seat pairs in a single-user backend, issue 17's triggers on, then off"
+	IN_ON=$(count_instructions on)
+	IN_OFF=$(count_instructions off "DO \$\$ DECLARE t record; BEGIN FOR t IN SELECT tgrelid::regclass AS rel, tgname FROM pg_trigger WHERE NOT tgisinternal AND (tgname LIKE '%bump_version' OR tgname LIKE '%documents') LOOP EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', t.rel, t.tgname); END LOOP; END \$\$;")
+	[ -n "$IN_ON" ] && [ -n "$IN_OFF" ] || die "callgrind counted nothing ($OUT/valgrind-*.log)"
+	IN_LINE="PostgreSQL's instructions per seat pair (assign + remove; callgrind, 300 pairs): $(
+		awk -v a="$IN_ON" -v b="$IN_OFF" 'BEGIN { printf "%.2f million with issue 17'"'"'s triggers, %.2f million without: with ÷ without = %.0f %%", a / 3e8, b / 3e8, 100 * a / b }')"
+fi
+
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
 {
@@ -419,5 +447,6 @@ MACHINE="$(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 
 	[ -n "$CEIL_LINE" ] && { echo; echo "$CEIL_LINE"; }
 	[ -n "$RL_LINE" ] && { echo; echo "$RL_LINE"; }
 	[ -n "$WC_LINE" ] && { echo; echo "$WC_LINE"; }
+	[ -n "$IN_LINE" ] && { echo; echo "$IN_LINE"; }
 	issue17_table
 } | tee "$OUT/table.md"

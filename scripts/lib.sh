@@ -48,10 +48,11 @@ MB_PKGS_TEST="python3 python3-requests python3-jwt python3-cryptography python3-
 MB_PKGS_RUN="python3 curl"
 MB_PKGS_BENCH="python3 curl wrk postgresql-contrib"
 MB_PKGS_CLUSTER="python3 curl nginx"
+MB_PKGS_PROFILE="valgrind"
 
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
-# ensure_packages GROUP... : GROUP is build, db, test, run, bench, cluster or
+# ensure_packages GROUP... : GROUP is build, db, test, run, bench, cluster, profile or
 # contract. Installs only what is
 # missing, runs `apt-get update` once and only if something is missing.
 ensure_packages() {
@@ -64,6 +65,7 @@ ensure_packages() {
 		run) want="$want $MB_PKGS_RUN" ;;
 		bench) want="$want $MB_PKGS_BENCH" ;;
 		cluster) want="$want $MB_PKGS_CLUSTER" ;;
+		profile) want="$want $MB_PKGS_PROFILE" ;;
 		contract)
 			# Our build machines have Node 20 whose `nodejs` package already holds npm, and
 			# `apt-get install npm` fails there: only ask apt when node or npm is missing.
