@@ -3,8 +3,8 @@
 -- seat trigger, sql/016). Its document was written again at commit from the view
 -- (write_benefit_document, sql/015): six tables, the eligibility and the latest activation read
 -- to change two numbers: the largest single part of what postgres did for a seat request.
--- With the two calls the data-version trigger skips now (at the end), this file takes 18 % of
--- the instructions of the seat cycle's transactions away (README "Performance", eighth round).
+-- With the two calls the data-version trigger skips (sql/019), this takes 18 % of the
+-- instructions of the seat cycle's transactions away (README "Performance", eighth round).
 --
 -- Such a change now edits the stored document instead: the two fields in its text, and the
 -- columns beside it. json_build_object (sql/014) writes a document as
@@ -99,48 +99,3 @@ $$;
 DROP TRIGGER benefits_documents ON benefits;
 CREATE CONSTRAINT TRIGGER benefits_documents AFTER INSERT OR UPDATE ON benefits
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION benefit_document_of_benefit();
-
--- The data version's trigger (sql/017) called bump_partner for the row's former partner on
--- every INSERT and DELETE too, where there is none (a NULL that bump_partner then returned on),
--- and called it again for every further row of a partner the transaction had bumped already (a
--- seat request: the benefit's row, then the audit row). Both calls are skipped here; the bump
--- itself and its once-per-transaction record (sql/012) are bump_partner's as before.
-CREATE OR REPLACE FUNCTION bump_partner_of_row() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
-    pid uuid;
-    old_pid uuid;
-    marks boolean := false;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        r := OLD;
-    ELSE
-        r := NEW;
-    END IF;
-    IF TG_TABLE_NAME IN ('key_reveals', 'seat_assignments', 'license_keys') THEN
-        SELECT partner_id INTO pid FROM benefits WHERE id = r.benefit_id;
-        IF TG_OP = 'UPDATE' AND OLD.benefit_id IS DISTINCT FROM NEW.benefit_id THEN
-            SELECT partner_id INTO old_pid FROM benefits WHERE id = OLD.benefit_id;
-        END IF;
-    ELSE
-        pid := r.partner_id;
-        IF TG_OP = 'UPDATE' THEN
-            old_pid := OLD.partner_id;
-        END IF;
-        -- the time marks change only with the instants themselves (a seat changes `used`)
-        IF TG_TABLE_NAME IN ('benefits', 'partner_competencies') THEN
-            marks := TG_OP <> 'UPDATE' OR OLD.expires_at IS DISTINCT FROM NEW.expires_at;
-        ELSIF TG_TABLE_NAME = 'purchases' THEN
-            marks := TG_OP <> 'UPDATE' OR OLD.term_end IS DISTINCT FROM NEW.term_end;
-        END IF;
-    END IF;
-    IF pid IS NOT NULL AND strpos(COALESCE(current_setting('mb.v_done', true), ''),
-                                  ' ' || pid::text || CASE WHEN marks THEN 'm' ELSE 'v' END) = 0 THEN
-        PERFORM bump_partner(pid, marks);
-    END IF;
-    IF old_pid IS NOT NULL AND old_pid <> pid THEN
-        PERFORM bump_partner(old_pid, marks);
-    END IF;
-    RETURN NULL;
-END
-$$;

@@ -75,7 +75,11 @@ BEGIN
 END
 $$;
 
--- As in sql/018, with the partner row itself: its own id.
+-- As in sql/017, with the partner row itself (its own id), and two calls fewer: sql/017 called
+-- bump_partner for the row's former partner on every INSERT and DELETE too, where there is none
+-- (a NULL that bump_partner then returned on), and again for every further row of a partner the
+-- transaction had bumped already (a seat request: the benefit's row, then the audit row). The
+-- bump itself and its once-per-transaction record stay bump_partner's.
 CREATE OR REPLACE FUNCTION bump_partner_of_row() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r record;
