@@ -34,8 +34,9 @@ BEGIN
                              'audit_events', 'license_keys'] LOOP
         EXECUTE format('ALTER TABLE %I DISABLE TRIGGER %I', t, t || '_bump_version');
     END LOOP;
-    -- the benefit documents (sql/015) likewise: written once, together, at the end
-    FOREACH t IN ARRAY ARRAY['partner_competencies', 'benefits', 'activations'] LOOP
+    -- the benefit documents (sql/015) likewise: written once, together, at the end (a benefit's
+    -- own are its bump trigger's since sql/020)
+    FOREACH t IN ARRAY ARRAY['partner_competencies', 'activations'] LOOP
         EXECUTE format('ALTER TABLE %I DISABLE TRIGGER %I', t, t || '_documents');
     END LOOP;
 END
@@ -120,7 +121,7 @@ BEGIN
                              'audit_events', 'license_keys'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE TRIGGER %I', t, t || '_bump_version');
     END LOOP;
-    FOREACH t IN ARRAY ARRAY['partner_competencies', 'benefits', 'activations'] LOOP
+    FOREACH t IN ARRAY ARRAY['partner_competencies', 'activations'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE TRIGGER %I', t, t || '_documents');
     END LOOP;
 END

@@ -47,7 +47,7 @@ def test_the_seat_only_test_names_every_other_column_of_benefits():
     compare it, or a change of it alone would be taken for a seat's and only edited."""
     columns = {c for (c,) in db_all("SELECT column_name FROM information_schema.columns "
                                     "WHERE table_schema = 'public' AND table_name = 'benefits'")}
-    src = db_val("SELECT prosrc FROM pg_proc WHERE proname = 'benefit_document_of_benefit'")
+    src = db_val("SELECT prosrc FROM pg_proc WHERE proname = 'benefit_changed'")
     assert EXEMPT <= columns
     missing = [c for c in sorted(columns - EXEMPT) if f"OLD.{c}," not in src and
                f"OLD.{c})" not in src]

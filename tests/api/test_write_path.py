@@ -1,5 +1,6 @@
-"""The data-version triggers after sql/017_write_path_triggers.sql: bump_partner_of_row names
-each table's columns instead of converting the row to jsonb, the seat row's own trigger fires on
+"""The data-version triggers after sql/017_write_path_triggers.sql and sql/020: bump_partner_of_row
+names each table's columns instead of converting the row to jsonb (the benefit row and the rows
+that only name their partner have functions of their own since sql/020), the seat row's own trigger fires on
 UPDATE only (its INSERT and DELETE change the benefit row, which bumps), and the partner row
 bumps through the same trigger, into partner_versions (sql/019). Table-driven over every table the trigger is on: a table
 with no row here fails, so a new one cannot be left out.
@@ -87,9 +88,12 @@ def fresh():
 
 
 def test_every_table_with_the_trigger_has_a_row_here():
+    # a partner's bump trigger, whichever function it runs (sql/020 gave some their own)
     on = {r[0] for r in db_all(
         "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "JOIN pg_proc f ON f.oid = t.tgfoid WHERE f.proname = 'bump_partner_of_row'")}
+        "JOIN pg_proc f ON f.oid = t.tgfoid "
+        "WHERE t.tgname LIKE '%\\_bump\\_version' AND f.proname <> 'bump_catalog'")}
+    assert "benefits" in on and "audit_events" in on
     assert on == set(CHANGES), f"tables without a row: {on - set(CHANGES)}"
 
 
@@ -169,3 +173,45 @@ def test_the_version_row_follows_the_partner_location_and_lives_with_the_partner
     assert db_all("SELECT count(*) FROM partners p FULL JOIN partner_versions v "
                   "ON v.partner_id = p.id AND v.membership_location = p.membership_location "
                   "WHERE p.id IS NULL OR v.partner_id IS NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("order", ["audit first", "seat first"])
+def test_a_seat_and_another_row_of_its_partner_bump_once(db, fresh, order):
+    """sql/020: the seat's benefit bumps in place (its document edited) and records it like
+    bump_partner does; the audit row's bump then finds it, and the other way round."""
+    pair = [CHANGES["audit_events"][0], CHANGES["seat_assignments"][0]]
+    if order == "seat first":
+        pair.reverse()
+    assert _bumps(db, pair, fresh, [fresh["p"]]) == [1]
+
+
+def _refused(db, sql: str, args: dict) -> tuple[str, str]:
+    """(SQLSTATE, constraint) of the statement's error; the transaction rolled back."""
+    import psycopg2
+    cur = db.cursor()
+    cur.execute("BEGIN")
+    try:
+        cur.execute(sql, args)
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    except psycopg2.Error as e:
+        return e.pgcode, e.diag.constraint_name
+    finally:
+        cur.execute("ROLLBACK")
+    raise AssertionError(f"not refused: {sql}")
+
+
+def test_the_checks_moved_out_of_the_rows_still_refuse(db, fresh):
+    """sql/020 took three CHECKs off the rows a seat request writes (PostgreSQL prepares them
+    again in every statement): what they refused is still refused, with the same SQLSTATE."""
+    ins = ("INSERT INTO benefits (partner_id, purchase_id, product_id, category, quantity) "
+           "VALUES (%(p)s, %(pu)s, %(wp)s, {}, {})")
+    assert _refused(db, ins.format("'hardware'", 1), fresh) == ("23503", "benefits_category_fkey")
+    assert _refused(db, ins.format("'software'", 0), fresh) == (
+        "23514", "benefits_used_within_quantity")
+    assert _refused(db, "UPDATE benefits SET used = quantity + 1 WHERE id = %(b)s", fresh) == (
+        "23514", "benefits_used_within_quantity")
+    assert _refused(db, "SELECT emit_event_data(%(p)s, 'Not a type', 'benefit', %(b)s, 'test', "
+                        "'{}')", fresh) == ("23514", "events_type_check")
+    ok = _bumps(db, ["SELECT emit_event_data(%(p)s, 'seat.assigned', 'benefit', %(b)s, 'test', "
+                     "'{}')"], fresh, [fresh["p"]])
+    assert ok == [0]  # an event is no change of what reads show
