@@ -21,8 +21,7 @@
 --    - benefits: the category is a foreign key to benefit_categories now (checked only when it
 --      is written, never on a seat's update); quantity > 0 is part of
 --      benefits_used_within_quantity (one check instead of two).
---    - events: written only by emit_event_data, which checks the type now (the same error: SQLSTATE
---      23514, constraint events_type_check); seq > 0 is its counter's, from 1 up.
+--    - events: written only by emit_event_data, which checks the type now (sql/021).
 --    - events_mail has no WHEN: its function tests the type first (as it did in sql/004).
 
 CREATE FUNCTION bump_partner_of_partner_row() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -123,37 +122,6 @@ ALTER TABLE benefits
     ADD CONSTRAINT benefits_used_within_quantity
         CHECK (used >= 0 AND used <= quantity AND quantity > 0);
 
-ALTER TABLE events DROP CONSTRAINT events_seq_check, DROP CONSTRAINT events_type_check;
-
--- As in sql/017, with the type's check first.
-CREATE OR REPLACE FUNCTION emit_event_data(p_partner uuid, p_type text, p_subject_type text,
-                                           p_subject_id text, p_request_id text, p_data jsonb,
-                                           p_occasion text DEFAULT NULL)
-RETURNS bigint LANGUAGE plpgsql AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF p_type !~ '^[a-z_]+\.[a-z_]+$' THEN
-        RAISE EXCEPTION 'new row for relation "events" violates check constraint "events_type_check"'
-            USING ERRCODE = 'check_violation', TABLE = 'events', CONSTRAINT = 'events_type_check';
-    END IF;
-    IF p_data IS NULL THEN
-        RAISE EXCEPTION 'event % of % %: no data', p_type, p_subject_type, p_subject_id;
-    END IF;
-    INSERT INTO event_counters AS c (partner_id, last_seq) VALUES (p_partner, 1)
-    ON CONFLICT (partner_id) DO UPDATE SET last_seq = c.last_seq + 1
-    RETURNING last_seq INTO n;
-    IF p_occasion IS NOT NULL AND EXISTS (SELECT 1 FROM events WHERE partner_id = p_partner
-                                          AND type = p_type AND occasion = p_occasion) THEN
-        UPDATE event_counters SET last_seq = last_seq - 1 WHERE partner_id = p_partner;
-        RETURN NULL;
-    END IF;
-    INSERT INTO events (partner_id, seq, type, subject_type, subject_id, data, request_id, occasion)
-    VALUES (p_partner, n, p_type, p_subject_type, p_subject_id, p_data, p_request_id, p_occasion);
-    PERFORM pg_notify('mb_events', p_partner::text || ':' || n::text);
-    RETURN n;
-END
-$$;
-
+-- (the event's checks: sql/021, with emit_event_data)
 DROP TRIGGER events_mail ON events;
 CREATE TRIGGER events_mail AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_mail();

@@ -93,6 +93,47 @@ def test_an_event_committed_after_connecting_is_pushed():
     s.close()
 
 
+def _notified(listen, partner: str, wait: float = 1.0) -> bool:
+    """Whether a NOTIFY of one of partner's events reached listen within wait seconds."""
+    import select
+    end = time.time() + wait
+    while time.time() < end:
+        if select.select([listen], [], [], max(0.0, end - time.time())) == ([], [], []):
+            continue
+        listen.poll()
+        while listen.notifies:
+            if listen.notifies.pop(0).payload.startswith(partner + ":"):
+                return True
+    return False
+
+
+def test_writes_notify_only_a_partner_with_a_stream_open():
+    """sql/021: the NOTIFY at commit (a wakeup of every listening backend, per write) only while
+    a stream of the partner is open. The stream marks its partner before its first look; the
+    event written after it is pushed."""
+    from helpers import db_connect
+    f = fresh_partner()
+    listen = db_connect()
+    listen.autocommit = True
+    listen.cursor().execute("LISTEN mb_events")
+    try:
+        _rename(f, "Unheard")
+        assert not _notified(listen, f.partner)
+        assert db_val("SELECT streamed_until FROM event_counters WHERE partner_id = %s",
+                      f.partner) is None
+        s = Stream(DIRECT, f.partner, _ga(f), params=f"?after={_last_id(f)}")
+        assert s.status == 200
+        assert db_val("SELECT streamed_until > now() FROM event_counters WHERE partner_id = %s",
+                      f.partner) is True
+        _rename(f, "Heard")
+        assert _notified(listen, f.partner, 5.0)
+        ev = s.next_event()
+        assert ev is not None and ev["event"] == "user.updated" and "Heard" in ev["data"]
+        s.close()
+    finally:
+        listen.close()
+
+
 def test_reconnect_with_last_event_id_gets_exactly_the_missed_events():
     f = fresh_partner()
     start = _last_id(f)
