@@ -332,6 +332,22 @@ issue17_triggers() { # ENABLE|DISABLE
 		FROM pg_trigger WHERE NOT tgisinternal AND (tgname LIKE '%bump_version' OR tgname LIKE '%documents')
 		LOOP EXECUTE format('ALTER TABLE %s $1 TRIGGER %I', t.rel, t.tgname); END LOOP; END \$\$" >/dev/null
 }
+# And what the events outbox (issue 12) costs them: emit_event and emit_event_data made no-ops
+# for a run (the seat routes ignore what they return), then put back as they were.
+outbox() { # off|on
+	if [ "$1" = off ]; then
+		psql_bench -tAc "SELECT pg_get_functiondef(p.oid) || ';' FROM pg_proc p
+			WHERE p.proname IN ('emit_event', 'emit_event_data')" >"$OUT/outbox-functions.sql"
+		psql_bench -c "CREATE OR REPLACE FUNCTION emit_event_data(p_partner uuid, p_type text,
+			p_subject_type text, p_subject_id text, p_request_id text, p_data jsonb,
+			p_occasion text DEFAULT NULL) RETURNS bigint LANGUAGE sql AS 'SELECT NULL::bigint'" \
+			-c "CREATE OR REPLACE FUNCTION emit_event(p_partner uuid, p_type text,
+			p_subject_type text, p_subject_id text, p_request_id text, p_extra jsonb DEFAULT NULL,
+			p_occasion text DEFAULT NULL) RETURNS bigint LANGUAGE sql AS 'SELECT NULL::bigint'" >/dev/null
+	else
+		psql_bench -f "$OUT/outbox-functions.sql" >/dev/null
+	fi
+}
 WC_LINE=""
 if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 	for round in 1 2; do
@@ -342,12 +358,18 @@ if want writecost && route_exists "$(head -n1 "$OUT/seats.tsv")"; then
 		run_wrk "seat cycle, issue 17 triggers off ($round)" seats
 		free_seats
 		issue17_triggers ENABLE
+		outbox off
+		run_wrk "seat cycle, outbox off ($round)" seats
+		free_seats
+		outbox on
 	done
 	psql_bench -c "SELECT count(write_benefit_document(m.id)) FROM benefit_documents m
 		JOIN benefits b ON b.id = m.id WHERE (m.used, m.status) IS DISTINCT FROM (b.used, b.status)" >/dev/null
 	psql_bench -c "UPDATE partner_versions SET data_version = data_version + 1" >/dev/null
 	read -r on off pct <<<"$(on_off "seat cycle, issue 17 triggers")"
-	WC_LINE="Seat cycle with issue 17's data-version and document triggers: $on req/s; without them: $off: with ÷ without = $pct %"
+	read -r _ obx obpct <<<"$(ratio_of "seat cycle, issue 17 triggers on" "seat cycle, outbox off")"
+	WC_LINE="Seat cycle with issue 17's data-version and document triggers: $on req/s; without them: $off: with ÷ without = $pct %
+Seat cycle without the events outbox (issue 12; emit_event made a no-op): $obx req/s: with ÷ without = $obpct %"
 fi
 CEIL_LINE=""
 if want ceiling; then

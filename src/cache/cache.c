@@ -139,24 +139,22 @@ bool mb_cache_route(const char *pattern)
 
 /* Looks the key up at version: a copy of the body (the caller frees it), or
  * NULL. */
-static char *lookup(const char *key, const char *version, size_t *len)
+/* A hit becomes c's answer, copied once, from the entry into Ulfius's body, under the lock
+ * (an entry can be evicted as soon as the lock is let go). */
+static bool lookup_into(mb_ctx *c, const char *key, const char *version)
 {
     uint64_t h = fnv(key, strlen(key));
-    char *out = NULL;
+    bool hit = false;
     pthread_mutex_lock(&C.mu);
     entry *e = *slot(h, key);
-    if (e != NULL && strcmp(e->version, version) == 0) {
-        out = malloc(e->len + 1);
-        if (out != NULL) {
-            memcpy(out, e->body, e->len);
-            out[e->len] = '\0';
-            *len = e->len;
-            lru_unlink(e);
-            lru_front(e);
-        }
+    if (e != NULL && strcmp(e->version, version) == 0 &&
+        ulfius_set_binary_body_response(c->resp, 200, e->body, e->len) == U_OK) {
+        hit = true;
+        lru_unlink(e);
+        lru_front(e);
     }
     pthread_mutex_unlock(&C.mu);
-    return out;
+    return hit;
 }
 
 static void store(const char *key, const char *version, const char *body, size_t len)
@@ -283,12 +281,9 @@ bool mb_cache_before(mb_ctx *c, mb_cache_req *q)
             return true;
         }
     }
-    size_t len = 0;
-    char *body = lookup(q->key, q->version, &len);
-    if (body != NULL) {
+    if (lookup_into(c, q->key, q->version)) {
         atomic_fetch_add(&hits, 1);
-        mb_reply_json(c, 200, body, len);
-        free(body);
+        mb_set_header(c, "Content-Type", "application/json");
         if (q->strong)
             strong_etag(c);
         return true;

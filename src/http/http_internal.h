@@ -6,8 +6,6 @@
 
 /* Collects the routes of every resource file (once, before serving). */
 void mb_router_init(void);
-/* Matches path against a route pattern; fills c's path parameters. */
-bool mb_route_match(const char *pattern, const char *path, mb_ctx *c);
 /* The route for method and path (its index in c->route_idx), or NULL;
  * path_known tells whether another method would match (405, not 404). */
 const mb_route *mb_route_find(const char *method, const char *path, mb_ctx *c, bool *path_known);

@@ -36,12 +36,50 @@ static const mb_route *const *route_tables[] = {
                               mb_routes_docs /* issue 15 */,
                               NULL}};
 
+/* A path split at its slashes: "/v1/partners/p1" is three segments. Split once per
+ * request; a route's pattern once, when the table is built. */
+#define MAX_SEGS 12
+typedef struct {
+    int n; /* -1: a pattern no path matches */
+    struct {
+        const char *s;
+        size_t len;
+    } seg[MAX_SEGS];
+} segments;
+
+static segments patterns[MAX_ROUTES];
+
+/* False for what no route has: no leading '/', an empty segment ("//", a trailing
+ * '/', the root), more than MAX_SEGS segments. */
+static bool split(const char *path, segments *out)
+{
+    out->n = 0;
+    if (*path != '/')
+        return false;
+    const char *u = path;
+    while (*u == '/') {
+        const char *e = ++u;
+        while (*e != '\0' && *e != '/')
+            e++;
+        if (e == u || out->n == MAX_SEGS)
+            return false;
+        out->seg[out->n].s = u;
+        out->seg[out->n].len = (size_t)(e - u);
+        out->n++;
+        u = e;
+    }
+    return true;
+}
+
 void mb_router_init(void)
 {
     const mb_route *const *tables = route_tables[0];
     for (int t = 0; tables[t] != NULL; t++)
-        for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++)
+        for (const mb_route *r = tables[t]; r->method != NULL && nroutes < MAX_ROUTES; r++) {
+            if (!split(r->pattern, &patterns[nroutes]))
+                patterns[nroutes].n = -1;
             routes[nroutes++] = r;
+        }
 }
 
 int mb_route_count(void)
@@ -54,36 +92,24 @@ const mb_route *mb_route_at(int i)
     return (i >= 0 && i < nroutes) ? routes[i] : NULL;
 }
 
-/* Matches path against pattern; fills parameters. */
-bool mb_route_match(const char *pattern, const char *path, mb_ctx *c)
+/* Does route i take this path? Its literal segments equal, its parameters short enough
+ * for the context's buffers; *np: how many parameters. */
+static bool fits(int i, const segments *path, int *np)
 {
-    int np = 0;
-    const char *p = pattern, *u = path;
-    while (*p == '/' && *u == '/') {
-        p++;
-        u++;
-        const char *pe = strchr(p, '/');
-        const char *ue = strchr(u, '/');
-        size_t pl = pe ? (size_t)(pe - p) : strlen(p);
-        size_t ul = ue ? (size_t)(ue - u) : strlen(u);
-        if (ul == 0)
-            return false;
-        if (*p == ':') {
-            if (np >= MB_MAX_PARAMS || ul >= sizeof(c->param_buf[0]))
+    const segments *pat = &patterns[i];
+    if (pat->n != path->n)
+        return false;
+    *np = 0;
+    for (int k = 0; k < pat->n; k++) {
+        size_t len = path->seg[k].len;
+        if (pat->seg[k].s[0] == ':') {
+            if (*np >= MB_MAX_PARAMS || len >= sizeof(((mb_ctx *)0)->param_buf[0]))
                 return false;
-            memcpy(c->param_buf[np], u, ul);
-            c->param_buf[np][ul] = '\0';
-            c->param[np] = c->param_buf[np];
-            np++;
-        } else if (pl != ul || memcmp(p, u, ul) != 0) {
+            (*np)++;
+        } else if (pat->seg[k].len != len || memcmp(pat->seg[k].s, path->seg[k].s, len) != 0) {
             return false;
         }
-        p += pl;
-        u += ul;
     }
-    if (*p != '\0' || *u != '\0')
-        return false;
-    c->nparam = np;
     return true;
 }
 
@@ -92,19 +118,32 @@ const mb_route *mb_route_find(const char *method, const char *path, mb_ctx *c, b
     /* A literal segment beats a parameter: .../benefits/summary is not the
      * benefit "summary" (issue 14); among equals the first route wins. */
     *path_known = false;
+    segments p;
+    if (!split(path, &p))
+        return NULL;
     int best = -1, best_params = MB_MAX_PARAMS + 1;
     for (int i = 0; i < nroutes; i++) {
-        if (!mb_route_match(routes[i]->pattern, path, c))
+        int np = 0;
+        if (!fits(i, &p, &np))
             continue;
         *path_known = true;
-        if (strcmp(routes[i]->method, method) == 0 && c->nparam < best_params) {
+        if (np < best_params && strcmp(routes[i]->method, method) == 0) {
             best = i;
-            best_params = c->nparam;
+            best_params = np;
         }
     }
     if (best < 0)
         return NULL;
-    mb_route_match(routes[best]->pattern, path, c);
+    int np = 0;
+    for (int k = 0; k < p.n; k++) {
+        if (patterns[best].seg[k].s[0] != ':')
+            continue;
+        memcpy(c->param_buf[np], p.seg[k].s, p.seg[k].len);
+        c->param_buf[np][p.seg[k].len] = '\0';
+        c->param[np] = c->param_buf[np];
+        np++;
+    }
+    c->nparam = np;
     c->route_idx = best;
     return routes[best];
 }
@@ -112,10 +151,19 @@ const mb_route *mb_route_find(const char *method, const char *path, mb_ctx *c, b
 size_t mb_route_allow(const char *path, char *allow, size_t size)
 {
     size_t o = 0;
-    mb_ctx tmp = {0};
+    segments p;
     allow[0] = '\0';
-    for (int i = 0; i < nroutes; i++)
-        if (mb_route_match(routes[i]->pattern, path, &tmp) && o + 10 < size)
+    if (!split(path, &p))
+        return 0;
+    for (int i = 0; i < nroutes; i++) {
+        int np = 0;
+        if (!fits(i, &p, &np) || o + 10 >= size)
+            continue;
+        bool listed = false; /* .../benefits/summary and .../benefits/:id: GET once */
+        for (int j = 0; j < i && !listed; j++)
+            listed = fits(j, &p, &np) && strcmp(routes[j]->method, routes[i]->method) == 0;
+        if (!listed)
             o += (size_t)snprintf(allow + o, size - o, "%s%s", o ? ", " : "", routes[i]->method);
+    }
     return o;
 }

@@ -68,7 +68,7 @@ def test_reads_that_arrive_while_version_queries_wait_share_one(replica):
         for t in rs + [w]:
             t.join(30)
         assert out["patch"].status_code == 200, out["patch"].text
-        # the two first reads' queries waited for the connection and may have given up
+        # the first read's query waited for the connection and may have given up
         # (ACQUIRE_TIMEOUT_MS: 503) on a slow machine; every read behind them is served
         assert answers.count(200) >= 20 and set(answers) <= {200, 503}, answers
         queries = metric(solo.url, "mpn_cache_version_queries_total") - queries0

@@ -313,6 +313,26 @@ def test_unknown_route_and_wrong_method_are_problems(ga):
     assert r.headers["Allow"] == "GET"
 
 
+def test_paths_no_route_has_are_404_and_the_rest_route(ga):
+    """The router splits a path into its segments once (src/http/router.c): an empty segment,
+    a parameter too long for its buffer or more segments than any route has is no route; a
+    literal segment beats a parameter; every method of a path is in Allow."""
+    d = ga.direct
+    for path in (f"{BENEFITS}/", f"/v1/partners//benefits", f"/v1/partners/{CONTOSO}//benefits",
+                 "/v1/partners/" + "a" * 40 + "/benefits", "/" + "/x" * 20, "/v1/packages/",
+                 "//v1/packages", "/"):
+        assert_problem(d.get(path), 404, "not-found")
+        # a path some route took would be 405 here (those routes are GET only)
+        assert_problem(d.delete(path), 404, "not-found")
+    assert d.get(BENEFITS).status_code == 200
+    assert d.get(f"{BENEFITS}/summary").status_code == 200  # not the benefit "summary"
+    r = d.put(f"/v1/partners/{CONTOSO}/marketing-contact/x")
+    assert_problem(r, 404, "not-found")
+    r = d.delete(f"{BENEFITS}/summary")
+    assert_problem(r, 405, "method-not-allowed")
+    assert r.headers["Allow"] == "GET"
+
+
 def test_two_megabyte_body_is_413_and_service_survives(ga):
     big = b"{" + b'"a":"' + b"x" * (2 * 1024 * 1024) + b'"}'
     r = ga.direct.post(BENEFITS, data=big, headers={"Content-Type": "application/json"})
@@ -334,7 +354,9 @@ def test_request_id_is_echoed_or_generated(ga):
     r = ga.get("/v1/me", headers={"X-Request-Id": "abc-123"})
     assert r.headers["X-Request-Id"] == "abc-123"
     r = ga.get("/v1/me", headers={"X-Request-Id": "bad id with spaces"})
-    assert len(r.headers["X-Request-Id"]) == 36
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                        r.headers["X-Request-Id"]), r.headers["X-Request-Id"]
+    assert ga.get("/v1/me").headers["X-Request-Id"] != r.headers["X-Request-Id"]
     r = ga.direct.get("/nope")
     assert r.json()["request_id"] == r.headers["X-Request-Id"]
 
