@@ -12,8 +12,8 @@
 #        c256, and ratelimit (issue 15: the list with its 2 500 tokens against this
 #        service, limiter on with its defaults, and a second one with RATE_LIMIT_PER_SUBJECT=0 and
 #        RATE_LIMIT_PER_PARTNER=0, alternating on/off twice; prints on ÷ off), writecost (the seat
-#        cycle with issue 17's data-version and document triggers on and off, alternating twice;
-#        prints with ÷ without), instructions (not in the default: PostgreSQL's instructions per
+#        cycle with issue 17's data-version and document triggers on and off, and with the
+#        events outbox made a no-op, alternating twice; prints both with ÷ without), instructions (not in the default: PostgreSQL's instructions per
 #        seat pair, counted by valgrind in a single-user backend, with issue 17's triggers and
 #        without; installs valgrind), ceiling (the warm and 304 lines against the service and against
 #        bench/http_ceiling.c, the HTTP stack alone, alternating twice; prints both 304 ÷ 200);
