@@ -137,8 +137,6 @@ bool mb_cache_route(const char *pattern)
     return false;
 }
 
-/* Looks the key up at version: a copy of the body (the caller frees it), or
- * NULL. */
 /* A hit becomes c's answer, copied once, from the entry into Ulfius's body, under the lock
  * (an entry can be evicted as soon as the lock is let go). */
 static bool lookup_into(mb_ctx *c, const char *key, const char *version)

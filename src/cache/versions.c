@@ -10,9 +10,9 @@
  * after the request was queued, so after it arrived; whatever any replica
  * committed before the request arrived (the client's own write included) is
  * in that query's snapshot. Alone, a request leads its own query at once:
- * no added latency when nothing else waits. One query in flight, not two: the
- * batches double and PostgreSQL's CPU per read halves (warm list +20 % on two
- * CPUs, cold reads unchanged). */
+ * no added latency when nothing else waits. One query in flight, not two: more
+ * reads share each (8.7 versions per query instead of 5.1 on the warm list; warm
+ * list +20 % on two CPUs, cold reads unchanged). */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
