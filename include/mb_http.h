@@ -121,10 +121,10 @@ bool mb_partner_gate(mb_ctx *c, const char *partner_id, bool need_partner_center
 /* The same gate and a read in one round trip. params[0] is the partner id and
  * sql has the form
  *   SELECT p.membership_location, d.... FROM partners p
- *   LEFT JOIN LATERAL (...) d ON true WHERE p.id = $1::uuid
- * so that no row means no such partner and NULLs after column 0 mean the read
- * found nothing. Answers the gate's 404/409 (or the store error) and returns
- * NULL; otherwise the result, which the caller clears. */
+ *   LEFT JOIN ... d ON ... WHERE p.id = $1::uuid
+ * (one row at most: a list's page is mb_reply_gated_list's) so that no row means no such partner
+ * and NULLs after column 0 mean the read found nothing. Answers the gate's 404/409 (or the store
+ * error) and returns NULL; otherwise the result, which the caller clears. */
 PGresult *mb_gated_query(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
                          const char *sql, int n, const char *const *params);
 /* A gated query for one document (column 1): answers it with 200, or 404 "No
@@ -171,8 +171,13 @@ bool mb_reply_doc(mb_ctx *c, int status, const char *sql, int n, const char *con
  * {"items":[...],"next_cursor":...}. */
 #define MB_LIST_MAX_PARAMS 8
 void mb_reply_list(mb_ctx *c, const char *sql, int n, const char *const *params, int limit);
-/* The same for a gated query (mb_gated_query) whose columns after the first
- * are (JSON document, cursor key). */
+/* The same for a partner's page, gate included, in one round trip. sql has the form
+ *   SELECT MB_GATE_COLUMN, d.doc, d.key FROM (SELECT ... WHERE partner_id = $1::uuid ...
+ *   ORDER BY key LIMIT $n::int) d ORDER BY d.key
+ * The outer ORDER BY is the subquery's own, so PostgreSQL reads the rows in that order and
+ * sorts nothing (a LEFT JOIN LATERAL from partners made it copy and sort the whole page).
+ * A page with no row reads the gate on its own: no such partner, in PMC, or an empty page. */
+#define MB_GATE_COLUMN "(SELECT membership_location FROM partners WHERE id = $1::uuid)"
 void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_detail,
                          const char *sql, int n, const char *const *params, int limit);
 
@@ -181,10 +186,9 @@ void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_de
  * second id. The SQL is a literal per view (statements are prepared per call
  * site). */
 #define MB_PARTNER_PAGE_SQL(view)                                                                  \
-    "SELECT p.membership_location, d.doc, d.id::text FROM partners p "                             \
-    "LEFT JOIN LATERAL (SELECT doc, id FROM " view " "                                             \
-    "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "                             \
-    "ORDER BY id LIMIT $3::int) d ON true WHERE p.id = $1::uuid ORDER BY d.id"
+    "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT doc, id FROM " view " "             \
+    "WHERE partner_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "                         \
+    "ORDER BY id LIMIT $3::int) d ORDER BY d.id"
 #define MB_PARTNER_DOC_SQL(view)                                                                   \
     "SELECT p.membership_location, d.doc FROM partners p LEFT JOIN " view " d "                    \
     "ON d.partner_id = p.id AND d.id = $2::uuid WHERE p.id = $1::uuid"

@@ -231,6 +231,17 @@ static bool gate_row(mb_ctx *c, const PGresult *r, bool need_partner_center, con
     return !need_partner_center || mb_gate_pmc(c, PQgetvalue(r, 0, 0), pmc_detail);
 }
 
+/* The same for a page's rows, whose column 0 is MB_GATE_COLUMN: NULL, no such partner. */
+static bool gate_location(mb_ctx *c, const PGresult *r, bool need_partner_center,
+                          const char *pmc_detail)
+{
+    if (PQgetisnull(r, 0, 0)) {
+        mb_reply_problem(c, MB_E_NOT_FOUND, "No such partner.");
+        return false;
+    }
+    return gate_row(c, r, need_partner_center, pmc_detail);
+}
+
 bool mb_gate_pmc(mb_ctx *c, const char *location, const char *pmc_detail)
 {
     if (strcmp(location, "pmc") != 0)
@@ -413,10 +424,20 @@ void mb_reply_gated_list(mb_ctx *c, bool need_partner_center, const char *pmc_de
         mb_reply_err(c, MB_E_INTERNAL);
         return;
     }
-    PGresult *r = mb_gated_query(c, need_partner_center, pmc_detail, sql, n + 1, p);
-    if (r == NULL)
+    if (!gate_tenant(c, p[0]))
         return;
-    reply_page(c, r, 1, limit);
+    PGresult *r = NULL;
+    mb_err e = mb_db_exec(&c->db, &r, sql, n + 1, p);
+    if (e != MB_OK) {
+        mb_reply_err(c, e);
+        return;
+    }
+    /* Rows: the gate is in each (MB_GATE_COLUMN). None: the gate's own read tells an empty
+     * page from no such partner. */
+    bool open = PQntuples(r) > 0 ? gate_location(c, r, need_partner_center, pmc_detail)
+                                 : mb_partner_gate(c, p[0], need_partner_center, pmc_detail);
+    if (open)
+        reply_page(c, r, 1, limit);
     mb_db_clear(&r);
 }
 

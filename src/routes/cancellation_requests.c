@@ -157,8 +157,14 @@ static void request_create(mb_ctx *c)
 
     /* A purchase's refund is its price less what its benefits' requests
      * refunded already; a single benefit's, an even share of the price. */
-    const char *p[] = {c->param[0], purchase, bid[0] ? bid : NULL, reason_buf,
-                       accept ? "true" : "false", n == 0 ? "true" : "false", list, mb_actor(c)};
+    const char *p[] = {c->param[0],
+                       purchase,
+                       bid[0] ? bid : NULL,
+                       reason_buf,
+                       accept ? "true" : "false",
+                       n == 0 ? "true" : "false",
+                       list,
+                       mb_actor(c)};
     PGresult *r = NULL;
     mb_err e = mb_db_exec(
         &c->db, &r,
@@ -235,11 +241,11 @@ static void requests_list(mb_ctx *c)
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL, status};
     mb_reply_gated_list(c, true, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM cancellation_request_docs "
-                        "WHERE partner_id = p.id AND ($2::uuid IS NULL OR id > $2::uuid) "
+                        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT doc, id "
+                        "FROM cancellation_request_docs "
+                        "WHERE partner_id = $1::uuid AND ($2::uuid IS NULL OR id > $2::uuid) "
                         "AND ($3::text IS NULL OR status = $3) ORDER BY id LIMIT $4::int) d "
-                        "ON true WHERE p.id = $1::uuid ORDER BY d.id",
+                        "ORDER BY d.id",
                         3, p, limit);
 }
 
@@ -428,8 +434,7 @@ static void admin_reject(mb_ctx *c)
 
 const mb_route mb_routes_cancellation_requests[] = {
     {"GET", "/v1/partners/:partnerId/cancellation-requests", requests_list, 0},
-    {"POST", "/v1/partners/:partnerId/cancellation-requests", request_create,
-     MB_R_TX | MB_R_BODY},
+    {"POST", "/v1/partners/:partnerId/cancellation-requests", request_create, MB_R_TX | MB_R_BODY},
     {"GET", "/v1/partners/:partnerId/cancellation-requests/:requestId", request_get, 0},
     {"GET", "/v1/admin/cancellation-requests", admin_list, 0},
     {"POST", "/v1/admin/cancellation-requests/:requestId/complete", admin_complete,

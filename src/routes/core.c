@@ -214,18 +214,16 @@ static void benefits_list(mb_ctx *c)
     const char *p[] = {
         c->param[0],    category, status, after[0] ? after : NULL, technical ? "true" : "false",
         expiring_before};
-    /* The partner gate and the page in one round trip (mb_gated_query). */
+    /* The partner gate and the page in one round trip (mb_reply_gated_list). */
     mb_reply_gated_list(c, true, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, id FROM benefit_docs_fast "
-                        "WHERE partner_id = p.id "
+                        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT doc, id "
+                        "FROM benefit_docs_fast WHERE partner_id = $1::uuid "
                         "AND ($2::text IS NULL OR category = $2) "
                         "AND ($3::text IS NULL OR status = $3) "
                         "AND ($4::uuid IS NULL OR id > $4::uuid) "
                         "AND (category <> 'technical' OR $5::boolean) "
                         "AND ($6::timestamptz IS NULL OR expires_on < $6::timestamptz) "
-                        "ORDER BY id LIMIT $7::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id",
+                        "ORDER BY id LIMIT $7::int) d ORDER BY d.id",
                         6, p, limit);
 }
 

@@ -280,12 +280,10 @@ static void events_list(mb_ctx *c)
     snprintf(after_s, sizeof(after_s), "%lld", after);
     const char *p[] = {c->param[0], after_s, types[0] ? types : NULL};
     mb_reply_gated_list(c, false, NULL,
-                        "SELECT p.membership_location, d.doc, d.seq::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT doc, seq FROM event_docs "
-                        "WHERE partner_id = p.id AND seq > $2::bigint "
+                        "SELECT " MB_GATE_COLUMN ", d.doc, d.seq::text FROM (SELECT doc, seq "
+                        "FROM event_docs WHERE partner_id = $1::uuid AND seq > $2::bigint "
                         "AND ($3::text[] IS NULL OR type = ANY ($3::text[])) "
-                        "ORDER BY seq LIMIT $4::int) d ON true WHERE p.id = $1::uuid "
-                        "ORDER BY d.seq",
+                        "ORDER BY seq LIMIT $4::int) d ORDER BY d.seq",
                         3, p, limit);
 }
 

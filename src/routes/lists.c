@@ -43,15 +43,15 @@ void mb_users_list(mb_ctx *c)
     const char *p[] = {c->param[0], after[0] ? after : NULL, q, role};
     mb_reply_gated_list(
         c, false, NULL,
-        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-        "LEFT JOIN LATERAL (SELECT u.doc, u.id FROM user_docs u JOIN users x ON x.id = u.id "
-        "WHERE u.partner_id = p.id AND ($2::uuid IS NULL OR u.id > $2::uuid) "
+        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT u.doc, u.id "
+        "FROM user_docs u JOIN users x ON x.id = u.id "
+        "WHERE u.partner_id = $1::uuid AND ($2::uuid IS NULL OR u.id > $2::uuid) "
         "AND ($3::text IS NULL OR lower(x.email) LIKE '%' || replace(replace(replace(lower($3), "
         "'\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' "
         "OR lower(x.display_name) LIKE '%' || replace(replace(replace(lower($3), "
         "'\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%') "
         "AND ($4::text IS NULL OR $4 = ANY (x.roles)) "
-        "ORDER BY u.id LIMIT $5::int) d ON true WHERE p.id = $1::uuid ORDER BY d.id",
+        "ORDER BY u.id LIMIT $5::int) d ORDER BY d.id",
         4, p, limit);
 }
 
@@ -81,16 +81,15 @@ void mb_audit_list(mb_ctx *c)
     if (!mb_page_args(c, &limit, after, sizeof(after), true))
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL, action, actor, since, until};
-    mb_reply_gated_list(c, false, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT v.doc, v.id FROM audit_event_docs v "
-                        "JOIN audit_events e ON e.id = v.id "
-                        "WHERE v.partner_id = p.id AND ($2::bigint IS NULL OR v.id < $2::bigint) "
-                        "AND ($3::text IS NULL OR e.action = $3) "
-                        "AND ($4::text IS NULL OR e.actor = $4) "
-                        "AND ($5::timestamptz IS NULL OR e.at >= $5::timestamptz) "
-                        "AND ($6::timestamptz IS NULL OR e.at < $6::timestamptz) "
-                        "ORDER BY v.id DESC LIMIT $7::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id DESC",
-                        6, p, limit);
+    mb_reply_gated_list(
+        c, false, NULL,
+        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT v.doc, v.id "
+        "FROM audit_event_docs v JOIN audit_events e ON e.id = v.id "
+        "WHERE v.partner_id = $1::uuid AND ($2::bigint IS NULL OR v.id < $2::bigint) "
+        "AND ($3::text IS NULL OR e.action = $3) "
+        "AND ($4::text IS NULL OR e.actor = $4) "
+        "AND ($5::timestamptz IS NULL OR e.at >= $5::timestamptz) "
+        "AND ($6::timestamptz IS NULL OR e.at < $6::timestamptz) "
+        "ORDER BY v.id DESC LIMIT $7::int) d ORDER BY d.id DESC",
+        6, p, limit);
 }

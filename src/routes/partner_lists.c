@@ -54,9 +54,9 @@ static void activations_list(mb_ctx *c)
             return;
         const char *pb[] = {c->param[0], benefit};
         PGresult *r = NULL;
-        mb_err e = mb_db_exec(&c->db, &r,
-                              "SELECT 1 FROM benefits WHERE id = $2::uuid AND partner_id = $1::uuid",
-                              2, pb);
+        mb_err e = mb_db_exec(
+            &c->db, &r, "SELECT 1 FROM benefits WHERE id = $2::uuid AND partner_id = $1::uuid", 2,
+            pb);
         if (e != MB_OK) {
             mb_reply_err(c, e);
             return;
@@ -70,14 +70,12 @@ static void activations_list(mb_ctx *c)
     }
     const char *p[] = {c->param[0], after[0] ? after : NULL, status, benefit};
     mb_reply_gated_list(c, true, NULL,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT v.doc, v.id FROM activation_docs v "
-                        "JOIN activations a ON a.id = v.id "
-                        "WHERE a.partner_id = p.id AND ($2::uuid IS NULL OR a.id > $2::uuid) "
+                        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT v.doc, v.id "
+                        "FROM activation_docs v JOIN activations a ON a.id = v.id "
+                        "WHERE a.partner_id = $1::uuid AND ($2::uuid IS NULL OR a.id > $2::uuid) "
                         "AND ($3::text IS NULL OR a.status = $3) "
                         "AND ($4::uuid IS NULL OR a.benefit_id = $4::uuid) "
-                        "ORDER BY a.id LIMIT $5::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id",
+                        "ORDER BY a.id LIMIT $5::int) d ORDER BY d.id",
                         4, p, limit);
 }
 
@@ -97,11 +95,10 @@ static void support_requests_list(mb_ctx *c)
         return;
     const char *p[] = {c->param[0], after[0] ? after : NULL};
     mb_reply_gated_list(c, true, mb_pmc_technical,
-                        "SELECT p.membership_location, d.doc, d.id::text FROM partners p "
-                        "LEFT JOIN LATERAL (SELECT v.doc, v.id FROM support_request_docs v "
-                        "WHERE v.partner_id = p.id AND ($2::uuid IS NULL OR v.id > $2::uuid) "
-                        "ORDER BY v.id LIMIT $3::int) d ON true "
-                        "WHERE p.id = $1::uuid ORDER BY d.id",
+                        "SELECT " MB_GATE_COLUMN ", d.doc, d.id::text FROM (SELECT v.doc, v.id "
+                        "FROM support_request_docs v "
+                        "WHERE v.partner_id = $1::uuid AND ($2::uuid IS NULL OR v.id > $2::uuid) "
+                        "ORDER BY v.id LIMIT $3::int) d ORDER BY d.id",
                         2, p, limit);
 }
 

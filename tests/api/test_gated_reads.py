@@ -142,3 +142,43 @@ def test_audit_pages_walk_newest_first(base):
         if cursor is None:
             break
     assert seen == want and len(seen) == 5
+
+
+# Every partner list answers its page and its gate in one query (mb_reply_gated_list): with rows
+# the gate comes with them; a page without rows reads the gate on its own. Both halves, for
+# every list: no such partner, a partner in PMC (409 where the rule applies), an empty page.
+PAGES = ("benefits", "users", "purchases", "activations", "support-requests",
+         "cancellation-requests", "events", "audit-events", "webhooks")
+PC_ONLY = ("benefits", "purchases", "activations", "support-requests", "cancellation-requests")
+
+
+def test_every_partner_list_gates_alike_with_rows_and_without(base):
+    op = Client(base, operator_token())
+    for page in PAGES:
+        r = op.get(f"/v1/partners/{NOBODY}/{page}")
+        if r.status_code == 403:
+            continue  # the operator may not read it at all (the role matrix)
+        body = assert_problem(r, 404, "not-found")
+        assert body["detail"] == "No such partner.", page
+
+    pmc = fresh_partner(location="pmc")
+    ga = pmc.client(base)
+    for page in PAGES:
+        r = ga.get(pmc.path(f"/{page}"))
+        if page in PC_ONLY:
+            assert_problem(r, 409, "membership-in-pmc")
+        else:
+            assert r.status_code == 200, (page, r.text)
+
+    pc = fresh_partner()
+    ga = pc.client(base)
+    rows = {}
+    for page in PAGES:
+        r = ga.get(pc.path(f"/{page}"))
+        assert r.status_code == 200, (page, r.text)
+        rows[page] = len(r.json()["items"])
+    # both halves are exercised: pages with rows and pages without
+    assert rows["benefits"] > 0 and rows["users"] > 0 and rows["purchases"] > 0, rows
+    for page in ("activations", "support-requests", "cancellation-requests", "webhooks"):
+        assert rows[page] == 0, rows
+        assert ga.get(pc.path(f"/{page}")).json() == {"items": [], "next_cursor": None}
